@@ -1,0 +1,29 @@
+"""Test-wide setup: quiet TensorFlow and two logical CPU devices.
+
+Splitting the CPU into two logical devices lets tests exercise
+MirroredStrategy without GPUs. It must happen before TensorFlow initialises
+its devices, hence here, once, at collection time.
+"""
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "crest-reference"
+
+
+def pytest_configure(config):
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    except RuntimeError:
+        pass  # Already initialised (e.g. a plugin imported TF first).
