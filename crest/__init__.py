@@ -1,0 +1,1 @@
+"""CReST / CReST+ for imbalanced semi-supervised learning."""

@@ -1,0 +1,1 @@
+"""Datasets for imbalanced semi-supervised learning (see `data.registry`)."""

@@ -1,0 +1,73 @@
+"""The in-memory form every dataset loader returns."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DataArgs:
+  """What a loader needs to know; built from the run's config.
+
+  Attributes:
+    dataset: registry name, e.g. 'cifar10lt'.
+    ml_data: data root directory ('' when unset).
+    class_im_ratio: imbalance ratio N_min / N_max (for DARP sets: gamma).
+    percent_labeled: labeled fraction per class (long-tailed sets).
+    num_labeled: labeled examples per class (balanced sets).
+    is_balanced: balanced labeled split (balanced sets).
+    fold: seed of the labeled split.
+    darp_n1: DARP labeled head-class count (None: the dataset's default).
+    darp_m1: DARP unlabeled head-class count (None: the dataset's default).
+    data_file: path of a user `.npz` file (own-data datasets).
+  """
+  dataset: str
+  ml_data: str = ''
+  class_im_ratio: float = 0.1
+  percent_labeled: Optional[float] = None
+  num_labeled: int = 25
+  is_balanced: bool = True
+  fold: int = 1
+  darp_n1: Optional[int] = None
+  darp_m1: Optional[int] = None
+  data_file: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class SSLData:
+  """A dataset split for semi-supervised learning, held in memory.
+
+  Positions index `train_images` / `train_labels` (the training file's record
+  order; for datasets made of several files, their concatenation).
+
+  Attributes:
+    name: dataset name.
+    num_classes: K.
+    train_images: uint8 [N, H, W, C].
+    train_labels: int64 [N], true labels.
+    test_images: uint8 [T, H, W, C].
+    test_labels: int64 [T].
+    labeled_positions: int64 [L], the original labeled set in reference order.
+    unlabeled_positions: int64 [U], the pool pseudo-labelled between
+      generations, in reference order.
+    unlabeled_stream_positions: int64 [M], what the SSL unlabeled stream draws
+      from (for long-tailed sets the whole training set, labeled included).
+    gt_p_data: float64 [K], the class prior CReST aligns and selects with
+      (normalised; class 0 the head for long-tailed sets).
+  """
+  name: str
+  num_classes: int
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  labeled_positions: np.ndarray
+  unlabeled_positions: np.ndarray
+  unlabeled_stream_positions: np.ndarray
+  gt_p_data: np.ndarray
+
+  @property
+  def image_shape(self) -> Tuple[int, int, int]:
+    return tuple(int(d) for d in self.train_images.shape[1:])

@@ -1,0 +1,1 @@
+"""Command-line tools; run as `python scripts/NAME.py`."""
