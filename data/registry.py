@@ -1,0 +1,117 @@
+"""Dataset registry: `load(args)`, `names()`, `validate(args)`.
+
+Loader modules are imported only when a dataset is loaded, so importing the
+registry is cheap and reads nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import List, Optional
+
+from crest import errors
+from data import base
+
+# Kinds of datasets, which decide the flags that matter:
+#   'lt': long-tailed by class_im_ratio in (0, 1], split by percent_labeled.
+#   'balanced': balanced CIFAR, split by num_labeled / is_balanced.
+#   'darp': DARP protocol, class_im_ratio is gamma >= 1.
+#   'npz': own data as is, split by percent_labeled.
+_LT, _BALANCED, _DARP, _NPZ = 'lt', 'balanced', 'darp', 'npz'
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+  module: str
+  kind: str
+  num_classes: Optional[int]
+  needs_ml_data: bool
+  needs_data_file: bool = False
+
+
+_REGISTRY = {
+    'synthetic': _Entry('data.synthetic', _LT, 10, False),
+    'synthetic_tiny': _Entry('data.synthetic', _LT, 10, False),
+}
+
+
+def names() -> List[str]:
+  """The registered dataset names, sorted."""
+  return sorted(_REGISTRY)
+
+
+def num_classes(name: str) -> Optional[int]:
+  """K of a dataset, or None when it depends on the data (own `.npz`)."""
+  return _entry(name).num_classes
+
+
+def needs_ml_data(name: str) -> bool:
+  """Whether the dataset reads files under `DataArgs.ml_data`."""
+  return _entry(name).needs_ml_data
+
+
+def _entry(name: str) -> _Entry:
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise errors.ConfigError(
+        f'Unknown dataset {name!r}; choose one of: {", ".join(names())}.'
+    ) from None
+
+
+def validate(args: base.DataArgs) -> None:
+  """Cheap checks of the data flags (no file access).
+
+  Raises:
+    crest.errors.ConfigError: unknown dataset (the message lists the valid
+      names) or a flag value the dataset cannot use.
+  """
+  entry = _entry(args.dataset)
+  name = args.dataset
+  if not isinstance(args.fold, int) or not 0 <= args.fold < 2 ** 32:
+    raise errors.ConfigError(
+        f'--fold={args.fold!r} must be an integer in [0, 2**32).')
+  if entry.kind in (_LT, _NPZ):
+    if args.percent_labeled is not None and not (
+        0.0 < args.percent_labeled <= 1.0):
+      raise errors.ConfigError(
+          f'--percent_labeled={args.percent_labeled} must be in (0, 1] for '
+          f'dataset {name!r} (e.g. 0.1 for 10% labeled per class).')
+  if entry.kind == _LT and not 0.0 < args.class_im_ratio <= 1.0:
+    raise errors.ConfigError(
+        f'--class_im_ratio={args.class_im_ratio} must be in (0, 1] for '
+        f'dataset {name!r}: it is N_min / N_max (0.01 means gamma = 100).')
+  if entry.kind == _DARP:
+    if args.class_im_ratio < 1.0:
+      raise errors.ConfigError(
+          f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
+          f'{name!r}: for the DARP protocol it is gamma = N_max / N_min '
+          f'(e.g. 100 or 150).')
+    for flag in ('darp_n1', 'darp_m1'):
+      value = getattr(args, flag)
+      if value is not None and (not isinstance(value, int) or value < 1):
+        raise errors.ConfigError(
+            f'--{flag}={value!r} must be a positive integer (or unset for the '
+            f"dataset's default).")
+  if entry.kind == _BALANCED and (
+      not isinstance(args.num_labeled, int) or args.num_labeled < 1):
+    raise errors.ConfigError(
+        f'--num_labeled={args.num_labeled!r} must be a positive integer '
+        f'(labeled examples per class) for dataset {name!r}.')
+  if entry.needs_data_file and not args.data_file:
+    raise errors.ConfigError(
+        f'Dataset {name!r} reads your own data: set --data_file to a .npz '
+        f'file with x_train, y_train, x_test, y_test.')
+
+
+def load(args: base.DataArgs) -> base.SSLData:
+  """Loads the dataset `args.dataset` into memory and splits it.
+
+  Raises:
+    crest.errors.ConfigError: invalid flags (see `validate`).
+    crest.errors.DataError: missing, unreadable or malformed data files; the
+      message names the path and the command that prepares it.
+  """
+  validate(args)
+  module = importlib.import_module(_entry(args.dataset).module)
+  return module.load(args)
