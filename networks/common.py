@@ -1,0 +1,159 @@
+"""Building blocks shared by the networks: initialisers, batch norm, heads.
+
+Conventions (FixMatch family, which CReST follows):
+  * Convolutions have no bias and a He normal initialiser computed on fan-out
+    (stddev = sqrt(2 / (k * k * filters)), untruncated), as FixMatch's
+    `tf.random_normal_initializer(stddev=rsqrt(0.5 * k * k * f))`.
+  * Batch norm: momentum 0.999, epsilon 1e-3; moving statistics are
+    non-trainable variables.
+  * Dense layers: Glorot (Xavier) normal kernel, zero bias, as FixMatch's
+    `tf.layers.dense(..., kernel_initializer=tf.glorot_normal_initializer())`.
+
+Every layer gets its OWN initialiser instance. In Keras 3 an unseeded
+initialiser draws its seed once, at construction, so sharing one instance
+between layers would give every layer of one shape identical weights (the
+defect of the original). Seeds come from Python's `random`, which
+`keras.utils.set_random_seed` seeds, so builds are reproducible.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from crest.errors import ConfigError
+
+BN_MOMENTUM = 0.999
+BN_EPSILON = 1e-3
+LEAKY_SLOPE = 0.1
+ACTIVATIONS = ('leaky_relu', 'relu')
+HEADS = ('linear', 'mlp')
+
+
+def conv_initializer() -> keras.initializers.Initializer:
+  """A fresh He normal (fan-out, untruncated) initialiser for one conv."""
+  return keras.initializers.VarianceScaling(
+      scale=2.0, mode='fan_out', distribution='untruncated_normal')
+
+
+def dense_initializer() -> keras.initializers.Initializer:
+  """A fresh Glorot normal initialiser for one dense kernel."""
+  return keras.initializers.GlorotNormal()
+
+
+def conv(filters: int, kernel: int, stride: int = 1,
+         name: str | None = None) -> keras.layers.Conv2D:
+  """A bias-free 'same' convolution with its own He fan-out initialiser."""
+  return keras.layers.Conv2D(
+      filters, kernel, strides=stride, padding='same', use_bias=False,
+      kernel_initializer=conv_initializer(), name=name)
+
+
+@keras.saving.register_keras_serializable(package='crest')
+class BatchNorm(keras.layers.BatchNormalization):
+  """BatchNormalization whose moving statistics are MEAN-aggregated.
+
+  Keras 3 creates the moving mean / variance with aggregation 'none'; under
+  `tf.distribute.MirroredStrategy` each replica then assigns its own copy
+  and the mirrored copies silently diverge (reading the variable returns
+  replica 0's). Keras 2 used MEAN aggregation; so do we: in replica context
+  the update is averaged across replicas, so all copies stay identical.
+  Without a distribution strategy this is plain BatchNormalization.
+  """
+
+  def add_weight(self, *args, **kwargs):
+    if not kwargs.get('trainable', True):
+      kwargs.setdefault('aggregation', 'mean')
+    return super().add_weight(*args, **kwargs)
+
+
+def batch_norm(bn_sync: bool, name: str | None = None) -> BatchNorm:
+  """Batch norm with the FixMatch constants; batch statistics synchronised
+  across replicas (TF backend, `tf.distribute`) when `bn_sync`."""
+  return BatchNorm(
+      momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=bn_sync,
+      name=name)
+
+
+def activation(kind: str, name: str | None = None) -> keras.layers.Layer:
+  """'leaky_relu' (slope 0.1) or 'relu' as a layer."""
+  if kind == 'leaky_relu':
+    return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
+  if kind == 'relu':
+    return keras.layers.ReLU(name=name)
+  raise ConfigError(
+      f'Unknown activation {kind!r}; valid choices: {", ".join(ACTIVATIONS)}.')
+
+
+def bn_act(x, *, kind: str, bn_sync: bool, name: str):
+  """Batch norm then activation.
+
+  Args:
+    x: features [B, ..., C].
+    kind: activation name.
+    bn_sync: synchronised batch norm.
+    name: prefix of the two layer names.
+
+  Returns:
+    Features of the same shape as `x`.
+  """
+  x = batch_norm(bn_sync, name=f'{name}_bn')(x)
+  return activation(kind, name=f'{name}_act')(x)
+
+
+def head(features, *, num_classes: int, head_arch: str,
+         head_mlp_dims: Sequence[int], kind: str, bn_sync: bool):
+  """Classifier head on pooled features.
+
+  'linear': one Dense layer. 'mlp': for each d in `head_mlp_dims`, a bias-free
+  Dense(d) (batch norm follows, so a bias would be redundant) + BN +
+  activation, then the linear classifier. The classifier runs in float32 so
+  logits are float32 under mixed-precision policies.
+
+  Args:
+    features: pooled features [B, C].
+    num_classes: K.
+    head_arch: 'linear' or 'mlp'.
+    head_mlp_dims: hidden widths of the 'mlp' head.
+    kind: activation name.
+    bn_sync: synchronised batch norm.
+
+  Returns:
+    logits: float32 [B, K].
+  """
+  x = features
+  if head_arch == 'mlp':
+    for i, dim in enumerate(head_mlp_dims):
+      x = keras.layers.Dense(
+          int(dim), use_bias=False, kernel_initializer=dense_initializer(),
+          name=f'head_mlp{i}_dense')(x)
+      x = bn_act(x, kind=kind, bn_sync=bn_sync, name=f'head_mlp{i}')
+  return keras.layers.Dense(
+      num_classes, kernel_initializer=dense_initializer(),
+      bias_initializer='zeros', dtype='float32', name='logits')(x)
+
+
+def check_common(*, num_classes: int, input_shape: Sequence[int],
+                 activation_kind: str, head_arch: str,
+                 head_mlp_dims: Sequence[int], min_size: int) -> None:
+  """Raises ConfigError on arguments no network accepts."""
+  if int(num_classes) < 1:
+    raise ConfigError(f'num_classes must be >= 1, got {num_classes}.')
+  if len(tuple(input_shape)) != 3:
+    raise ConfigError(
+        f'input_shape must be (H, W, C), got {tuple(input_shape)}.')
+  h, w, c = (int(v) for v in input_shape)
+  if h < min_size or w < min_size or c < 1:
+    raise ConfigError(
+        f'input_shape {tuple(input_shape)} is too small: height and width '
+        f'must be >= {min_size} and channels >= 1.')
+  if activation_kind not in ACTIVATIONS:
+    raise ConfigError(f'Unknown activation {activation_kind!r}; valid '
+                      f'choices: {", ".join(ACTIVATIONS)}.')
+  if head_arch not in HEADS:
+    raise ConfigError(f'Unknown head_arch {head_arch!r}; valid choices: '
+                      f'{", ".join(HEADS)}.')
+  if head_arch == 'mlp' and not tuple(head_mlp_dims):
+    raise ConfigError("head_arch='mlp' needs head_mlp_dims, e.g. (128,).")
+  if any(int(d) < 1 for d in head_mlp_dims):
+    raise ConfigError(f'head_mlp_dims must be positive, got {head_mlp_dims}.')
