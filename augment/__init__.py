@@ -1,1 +1,1 @@
-"""augment"""
+"""Image augmentation: short-key specs (`augment.registry`) over batched ops."""
