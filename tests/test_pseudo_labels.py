@@ -68,7 +68,11 @@ def test_fixture_in_tf_function_with_tensor_temperature():
 
 
 def test_mirrored_strategy_replica_context():
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  # ReductionToOneDevice: no collective ops, so strategies created by other
+  # tests in this process cannot clash on collective instance keys.
+  strategy = tf.distribute.MirroredStrategy(
+      ['/cpu:0', '/cpu:1'],
+      cross_device_ops=tf.distribute.ReductionToOneDevice())
   logits = np.log(np.array([[0.97, 0.02, 0.01], [0.5, 0.3, 0.2]] * 2,
                            np.float32))
   dataset = tf.data.Dataset.from_tensor_slices(logits).batch(4)
