@@ -30,6 +30,15 @@ class _Entry:
 
 
 _REGISTRY = {
+    'cifar10': _Entry('data.cifar_balanced', _BALANCED, 10, True),
+    'cifar100': _Entry('data.cifar_balanced', _BALANCED, 100, True),
+    'cifar10lt': _Entry('data.cifar_lt', _LT, 10, True),
+    'cifar100lt': _Entry('data.cifar_lt', _LT, 100, True),
+    'cifar10ltdarp': _Entry('data.cifar_darp', _DARP, 10, True),
+    'cifar100ltdarp': _Entry('data.cifar_darp', _DARP, 100, True),
+    'fashionmnistlt': _Entry('data.fashion_mnist', _LT, 10, False),
+    'npz': _Entry('data.own_npz', _NPZ, None, False, needs_data_file=True),
+    'npzlt': _Entry('data.own_npz', _LT, None, False, needs_data_file=True),
     'synthetic': _Entry('data.synthetic', _LT, 10, False),
     'synthetic_tiny': _Entry('data.synthetic', _LT, 10, False),
 }
@@ -46,7 +55,8 @@ def num_classes(name: str) -> Optional[int]:
 
 
 def needs_ml_data(name: str) -> bool:
-  """Whether the dataset reads files under `DataArgs.ml_data`."""
+  """Whether the dataset needs `DataArgs.ml_data` (fashionmnistlt only
+  prefers it: it falls back to /usr/share/datasets/fashion-mnist)."""
   return _entry(name).needs_ml_data
 
 

@@ -56,3 +56,99 @@ def labeled_split(labels: np.ndarray, fold: int, percent: float,
     labeled += idx[:n]
     unlabeled += idx[n:]
   return (np.asarray(labeled, np.int64), np.asarray(unlabeled, np.int64))
+
+
+def count_split(labels: np.ndarray, fold: int, num_per_class: int,
+                is_balanced: bool = True, num_classes: int | None = None
+                ) -> Tuple[np.ndarray, np.ndarray]:
+  """Labeled split of a balanced training set by a count per class.
+
+  A legacy NumPy generator seeded with `fold` drives the choice.
+  - `is_balanced=True`: for each class in ascending order, that class's
+    positions (file order) are shuffled and the first `num_per_class` are
+    labeled (like `labeled_split` with a count instead of a fraction).
+  - `is_balanced=False`: all positions are permuted once and the first
+    `num_per_class * K` are labeled, whatever their classes.
+
+  Args:
+    labels: int [N], labels in the training file's record order.
+    fold: the split's seed.
+    num_per_class: labeled examples per class (on average when unbalanced).
+    is_balanced: see above.
+    num_classes: K (default: max label + 1).
+
+  Returns:
+    (labeled_positions int64 [L], unlabeled_positions int64 [N - L]); for the
+    balanced rule each the concatenation of the classes' parts.
+
+  Raises:
+    ValueError: a class (or the set) has fewer examples than requested.
+  """
+  labels = np.asarray(labels)
+  k = int(labels.max()) + 1 if num_classes is None else num_classes
+  rng = np.random.RandomState(fold)
+  if not is_balanced:
+    total = num_per_class * k
+    if total > len(labels):
+      raise ValueError(f'{total} labeled examples requested but the training '
+                       f'set has {len(labels)}')
+    perm = rng.permutation(len(labels)).astype(np.int64)
+    return perm[:total], perm[total:]
+  labeled, unlabeled = [], []
+  for c in range(k):
+    idx = list(np.flatnonzero(labels == c))
+    if len(idx) < num_per_class:
+      raise ValueError(f'class {c} has {len(idx)} examples, fewer than the '
+                       f'{num_per_class} labeled per class requested')
+    rng.shuffle(idx)
+    labeled += idx[:num_per_class]
+    unlabeled += idx[num_per_class:]
+  return (np.asarray(labeled, np.int64), np.asarray(unlabeled, np.int64))
+
+
+def darp_counts(n1: int, gamma: float, num_classes: int) -> np.ndarray:
+  """DARP per-class counts `int(n1 * mu ** k)`, `mu = gamma ** (-1/(K-1))`.
+
+  Returns: int64 [K], class 0 the head.
+  """
+  if num_classes < 2:
+    return np.array([n1], np.int64)
+  mu = gamma ** (-1.0 / (num_classes - 1))
+  return np.array([int(n1 * mu ** k) for k in range(num_classes)], np.int64)
+
+
+def darp_prior(gamma: float, num_classes: int) -> np.ndarray:
+  """`mu ** k` normalised, `mu = gamma ** (-1/(K-1))`: the DARP prior. [K]."""
+  if num_classes < 2:
+    return np.ones([1])
+  mu = gamma ** (-1.0 / (num_classes - 1))
+  p = np.array([mu ** k for k in range(num_classes)])
+  return p / p.sum()
+
+
+def first_per_class(labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
+  """Positions of the first `counts[k]` examples of each class k.
+
+  The deterministic long-tailed selection of this project: for class k, the
+  first `counts[k]` positions with label k in file order. The result keeps
+  file order (ascending positions), so the classes stay interleaved as in
+  the source.
+
+  Args:
+    labels: int [N].
+    counts: int [K], how many of each class.
+
+  Returns:
+    int64 [sum(counts)], ascending.
+
+  Raises:
+    ValueError: a class has fewer than `counts[k]` examples.
+  """
+  labels = np.asarray(labels)
+  keep = []
+  for c, n in enumerate(np.asarray(counts, np.int64)):
+    idx = np.flatnonzero(labels == c)
+    if len(idx) < n:
+      raise ValueError(f'class {c} has {len(idx)} examples, {n} needed')
+    keep.append(idx[:n])
+  return np.sort(np.concatenate(keep)).astype(np.int64)

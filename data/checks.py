@@ -1,0 +1,68 @@
+"""Checks of loaded data shared by the loaders; failures are DataError."""
+from __future__ import annotations
+
+import numpy as np
+
+from crest import errors
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str,
+                 hint: str = '') -> None:
+  """Every label in [0, K).
+
+  Args:
+    labels: int [N].
+    num_classes: K.
+    where: what the labels came from (a path), for the message.
+    hint: how to fix it.
+  """
+  labels = np.asarray(labels)
+  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if bad.size:
+    raise errors.DataError(
+        f'{where}: label {int(labels[bad[0]])} at position {int(bad[0])} is '
+        f'out of range; expected labels in [0, {num_classes}). '
+        + (f'Re-create the file: {hint}.' if hint else ''))
+
+
+def check_every_class(labels: np.ndarray, num_classes: int, where: str,
+                      hint: str = '') -> None:
+  """Every class 0..K-1 occurs in `labels` (int [N])."""
+  counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
+  empty = np.flatnonzero(counts[:num_classes] == 0)
+  if empty.size:
+    raise errors.DataError(
+        f'{where}: no examples of class(es) {empty.tolist()}; every class in '
+        f'[0, {num_classes}) needs examples. '
+        + (f'Re-create the data: {hint}.' if hint else ''))
+
+
+def check_split(labels: np.ndarray, labeled: np.ndarray, num_classes: int,
+                dataset: str) -> None:
+  """The labeled set has at least one example of every class.
+
+  Args:
+    labels: int [N], training labels.
+    labeled: int [L], labeled positions.
+    num_classes: K.
+    dataset: dataset name, for the message.
+  """
+  counts = np.bincount(np.asarray(labels)[np.asarray(labeled, np.int64)],
+                       minlength=num_classes)
+  empty = np.flatnonzero(counts == 0)
+  if empty.size:
+    raise errors.DataError(
+        f'Dataset {dataset!r}: after the labeled split, class(es) '
+        f'{empty.tolist()} have no labeled example. Increase '
+        f'--percent_labeled / --num_labeled, or use data with more examples '
+        f'of those classes.')
+
+
+def check_images(images: np.ndarray, shape: tuple, where: str,
+                 hint: str = '') -> None:
+  """Images are uint8 [N, *shape]."""
+  if images.dtype != np.uint8 or tuple(images.shape[1:]) != tuple(shape):
+    raise errors.DataError(
+        f'{where}: images are {images.dtype} {list(images.shape)}, expected '
+        f'uint8 [N, {", ".join(str(s) for s in shape)}]. '
+        + (f'Re-create the data: {hint}.' if hint else ''))

@@ -1,0 +1,171 @@
+"""Where each dataset's files live under the data root (`ML_DATA`).
+
+One source of truth for the loaders and `scripts/prepare_cifar.py`:
+
+  cifar/cifar10-train.tfrecord, cifar/cifar10-test.tfrecord   (PNG records)
+  cifar-lt/cifar-10-data-im-{ratio}/train.tfrecords, eval.tfrecords   (raw)
+  cifar-darp/cifar10-{gamma}-train-labeled.tfrecords,
+    cifar10-{gamma}-train-unlabeled.tfrecords, cifar10-test.tfrecords   (raw)
+
+(CIFAR-100: `cifar100-...`, `cifar-100-data-im-{ratio}`.)
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Optional
+
+from crest import errors
+
+ARCHIVES = {10: 'cifar-10-python.tar.gz', 100: 'cifar-100-python.tar.gz'}
+
+
+def number_name(value: float) -> str:
+  """How a ratio or gamma appears in a file name.
+
+  Integral values drop the fraction (`100.0 -> '100'`); others use the
+  shortest repr that round-trips (`0.01 -> '0.01'`, `0.005 -> '0.005'`,
+  `0.1 -> '0.1'`), which is how the flag value is usually written.
+  """
+  value = float(value)
+  if value.is_integer():
+    return str(int(value))
+  return repr(value)
+
+
+def prepare_command(num_classes: int) -> str:
+  """The command that writes the CIFAR files of this dataset."""
+  return (f'python scripts/prepare_cifar.py --archive={ARCHIVES[num_classes]}'
+          f' --ml_data=$ML_DATA (add --download to fetch the archive)')
+
+
+def require_root(ml_data: str, dataset: str, hint: str) -> str:
+  """Checks the data root is set and exists. Returns it.
+
+  Raises:
+    crest.errors.DataError: unset or not a directory.
+  """
+  if not ml_data:
+    raise errors.DataError(
+        f'Dataset {dataset!r} needs a data root: set --ml_data (or the '
+        f'ML_DATA environment variable) to the directory that holds its '
+        f'files. To prepare them: {hint}.')
+  if not os.path.isdir(ml_data):
+    raise errors.DataError(
+        f'The data root {ml_data!r} (--ml_data / ML_DATA) is not a directory.'
+        f' Create it and prepare the data: {hint}.')
+  return ml_data
+
+
+def balanced_paths(root: str, num_classes: int) -> Dict[str, str]:
+  """FixMatch-format files: {'train': ..., 'test': ...}."""
+  d = os.path.join(root, 'cifar')
+  return {s: os.path.join(d, f'cifar{num_classes}-{s}.tfrecord')
+          for s in ('train', 'test')}
+
+
+def lt_dir_prefix(num_classes: int) -> str:
+  return f'cifar-{num_classes}-data-im-'
+
+
+def lt_dir(root: str, num_classes: int, ratio: float) -> str:
+  """Cui et al.'s directory for one ratio (the name `prepare` writes)."""
+  return os.path.join(root, 'cifar-lt',
+                      lt_dir_prefix(num_classes) + number_name(ratio))
+
+
+def darp_paths(root: str, num_classes: int, gamma: float) -> Dict[str, str]:
+  """DARP files: {'labeled': ..., 'unlabeled': ..., 'test': ...}."""
+  d = os.path.join(root, 'cifar-darp')
+  g = number_name(gamma)
+  return {
+      'labeled': os.path.join(d, f'cifar{num_classes}-{g}-train-labeled'
+                              '.tfrecords'),
+      'unlabeled': os.path.join(d, f'cifar{num_classes}-{g}-train-unlabeled'
+                                '.tfrecords'),
+      'test': os.path.join(d, f'cifar{num_classes}-test.tfrecords'),
+  }
+
+
+def available_values(directory: str, pattern: str) -> Dict[float, str]:
+  """Numbers found in names of `directory` matching `pattern`.
+
+  Args:
+    directory: where to look (missing: nothing found).
+    pattern: a regular expression with one group capturing the number.
+
+  Returns:
+    {value: the name as written}.
+  """
+  found = {}
+  if not os.path.isdir(directory):
+    return found
+  for name in sorted(os.listdir(directory)):
+    m = re.fullmatch(pattern, name)
+    if m:
+      try:
+        found[float(m.group(1))] = m.group(1)
+      except ValueError:
+        pass
+  return found
+
+
+def match_value(found: Dict[float, str], value: float) -> Optional[str]:
+  """The name in `found` equal to `value` (relative tolerance 1e-9)."""
+  for v, name in found.items():
+    if abs(v - value) <= 1e-9 * max(abs(v), abs(value)):
+      return name
+  return None
+
+
+def find_lt_dir(root: str, num_classes: int, ratio: float) -> str:
+  """The existing Cui directory for `ratio`, matched by value.
+
+  `0.01` finds `cifar-10-data-im-0.01` (and also `...-im-0.010`).
+
+  Raises:
+    crest.errors.DataError: no directory for that ratio; lists those present.
+  """
+  exact = lt_dir(root, num_classes, ratio)
+  if os.path.isdir(exact):
+    return exact
+  parent = os.path.join(root, 'cifar-lt')
+  prefix = lt_dir_prefix(num_classes)
+  found = available_values(parent, re.escape(prefix) + r'(.+)')
+  name = match_value(found, ratio)
+  if name is not None:
+    return os.path.join(parent, prefix + name)
+  have = ', '.join(found.values()) or 'none'
+  raise errors.DataError(
+      f'No long-tailed CIFAR-{num_classes} files for --class_im_ratio={ratio}:'
+      f' expected the directory {exact}. Ratios present in {parent}: {have}. '
+      f'Use one of those, or prepare this ratio: '
+      f'{prepare_command(num_classes)} --class_im_ratio={number_name(ratio)}.')
+
+
+def find_darp_paths(root: str, num_classes: int,
+                    gamma: float) -> Dict[str, str]:
+  """The existing DARP files for `gamma`, matched by value.
+
+  Raises:
+    crest.errors.DataError: no labeled file for that gamma; lists those
+      present.
+  """
+  paths = darp_paths(root, num_classes, gamma)
+  if os.path.isfile(paths['labeled']):
+    return paths
+  parent = os.path.dirname(paths['labeled'])
+  found = available_values(
+      parent, rf'cifar{num_classes}-(.+)-train-labeled\.tfrecords')
+  name = match_value(found, gamma)
+  if name is not None:
+    return {k: (v if k == 'test' else
+                os.path.join(parent, os.path.basename(v).replace(
+                    f'-{number_name(gamma)}-', f'-{name}-', 1)))
+            for k, v in paths.items()}
+  have = ', '.join(found.values()) or 'none'
+  raise errors.DataError(
+      f'No DARP CIFAR-{num_classes} files for gamma --class_im_ratio={gamma}:'
+      f' expected {paths["labeled"]}. Gammas present in {parent}: {have}. '
+      f'Use one of those, or prepare this gamma: '
+      f'{prepare_command(num_classes)} --darp_gamma={number_name(gamma)}.')
