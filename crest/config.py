@@ -1,0 +1,343 @@
+"""The run's configuration: one frozen, typed, validated object.
+
+`crest.flags` turns command-line flags into a `Config`; everything else reads
+only the `Config`. The resolved config is written as `config.json` into the
+run directory when a run starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from crest.errors import ConfigError
+
+METHODS = ('fixmatch', 'mixmatch')
+OPTIMIZERS = ('sgd', 'adam')
+SCHEDULES = ('const', 'linear', 'step', 'cos', 'halfcos')
+SCHED_FREQS = ('step', 'epoch')
+UNSUP_LOSS_TYPES = ('xe', 'mse')
+UNSUP_LOSS_DIVISORS = ('full', 'quality')
+HOW_DALIGN = (None, 'constant', 'adaptive')
+UPDATE_MODES = ('distribution', 'all')
+ACTIVATIONS = ('leaky_relu', 'relu')
+HEAD_ARCHS = ('linear', 'mlp')
+MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
+
+# Defaults a method applies to flags the user did not set. For MixMatch these
+# are the values the original needed to run at all (see the reference's list
+# of defects).
+METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    'fixmatch': {},
+    'mixmatch': {
+        'num_weakaug': 2,
+        'num_strongaug': 0,
+        'temperature': 0.5,
+        'threshold': 0.0,
+        'unsup_loss_type': 'mse',
+        'weight_unsup': 75.0,
+    },
+}
+
+# Fields that do not change what a run computes: a rerun into the same
+# directory may change them freely.
+NON_SEMANTIC_FIELDS = frozenset({
+    'model_dir', 'force_init', 'num_workers', 'cpu_replicas', 'ml_data',
+    'eval_batch_size', 'steps_per_loop', 'progress', 'jit_compile',
+    'keep_checkpoints',
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every setting of a run. Field names are the flag names."""
+  # What to train.
+  method: str = 'fixmatch'
+  dataset: str = 'cifar10'
+  fold: int = 1
+  class_im_ratio: float = 0.1
+  percent_labeled: Optional[float] = None
+  num_labeled: int = 25
+  is_balanced: bool = True
+  ml_data: str = ''
+  data_file: str = ''
+  darp_n1: Optional[int] = None
+  darp_m1: Optional[int] = None
+  input_shape: Tuple[int, int, int] = (32, 32, 3)
+  # Augmentation.
+  augment: str = 'dh'
+  weakaug: str = 'dh'
+  strongaug: str = 'dhrac'
+  num_augment: int = 1
+  num_weakaug: int = 1
+  num_strongaug: int = 1
+  # Network.
+  net_arch: str = 'WRN28'
+  net_width: int = 2
+  activation: str = 'leaky_relu'
+  bn_sync: bool = False
+  head_arch: str = 'linear'
+  head_mlp_dims: Tuple[int, ...] = ()
+  # Optimisation.
+  optim_type: str = 'sgd'
+  sched_type: str = 'halfcos'
+  sched_freq: str = 'step'
+  sched_step_size: int = 1
+  sched_gamma: float = 0.995
+  sched_min_rate: float = 0.0
+  sched_level: int = 1
+  learning_rate: float = 0.03
+  weight_decay: float = 0.0005
+  ema_decay: float = 0.999
+  momentum: float = 0.9
+  nesterov: bool = True
+  clip_value: float = 0.0
+  num_epoch: int = 64
+  num_batch: int = 1024
+  batch_size: int = 64
+  unlab_ratio: int = 1
+  # Semi-supervised loss.
+  unsup_loss_type: str = 'xe'
+  unsup_loss_divisor: str = 'full'
+  weight_unsup: float = 1.0
+  threshold: float = 0.95
+  temperature: float = 0.0
+  mixup_beta: float = 0.75
+  reweight_labeled: bool = False
+  # CReST.
+  num_generation: int = 15
+  do_distalign: bool = False
+  how_dalign: Optional[str] = None
+  dalign_t: float = 0.5
+  alpha: float = 3.0
+  update_mode: str = 'distribution'
+  # Run.
+  model_dir: str = ''
+  ckpt_prefix: str = ''
+  file_path: str = ''
+  file_suffix: str = ''
+  seed: int = 0
+  force_init: bool = False
+  do_rollback: bool = False
+  num_workers: int = 16
+  cpu_replicas: int = 0
+  deterministic: bool = False
+  jit_compile: bool = False
+  mixed_precision: str = 'float32'
+  steps_per_loop: int = 1
+  eval_batch_size: int = 1024
+  keep_checkpoints: int = 4
+  progress: bool = True
+
+  # Derived values.
+  @property
+  def unlabeled_batch_size(self) -> int:
+    return self.batch_size * self.unlab_ratio
+
+  @property
+  def steps_per_generation(self) -> int:
+    return self.num_epoch * self.num_batch
+
+  def to_dict(self) -> Dict[str, Any]:
+    d = dataclasses.asdict(self)
+    d['input_shape'] = list(self.input_shape)
+    d['head_mlp_dims'] = list(self.head_mlp_dims)
+    return d
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> 'Config':
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+      raise ConfigError(f'Unknown config keys {unknown}; valid keys: '
+                        f'{sorted(known)}.')
+    d = dict(d)
+    if 'input_shape' in d:
+      d['input_shape'] = tuple(d['input_shape'])
+    if 'head_mlp_dims' in d:
+      d['head_mlp_dims'] = tuple(d['head_mlp_dims'])
+    return cls(**d)
+
+  def replace(self, **changes: Any) -> 'Config':
+    return dataclasses.replace(self, **changes)
+
+
+def semantic_diff(a: Config, b: Config) -> Dict[str, Tuple[Any, Any]]:
+  """Fields that differ between two configs and change what a run computes."""
+  da, db = a.to_dict(), b.to_dict()
+  return {k: (da[k], db[k]) for k in sorted(da)
+          if k not in NON_SEMANTIC_FIELDS and da[k] != db.get(k)}
+
+
+def apply_method_defaults(values: Dict[str, Any],
+                          explicitly_set: frozenset) -> Dict[str, Any]:
+  """Applies the method's defaults to every flag the user did not set."""
+  method = values.get('method', 'fixmatch')
+  out = dict(values)
+  for name, value in METHOD_DEFAULTS.get(method, {}).items():
+    if name not in explicitly_set:
+      out[name] = value
+  return out
+
+
+def _choice(name: str, value: Any, choices) -> None:
+  if value not in choices:
+    shown = ', '.join(repr(c) if c is None else str(c) for c in choices)
+    raise ConfigError(f'--{name}={value!r} is not valid; choose one of: '
+                      f'{shown}.')
+
+
+def _check(cond: bool, message: str) -> None:
+  if not cond:
+    raise ConfigError(message)
+
+
+def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
+  """Checks every field and combination; raises ConfigError naming the flag.
+
+  Args:
+    cfg: the config to check.
+    num_replicas: replicas in sync, when known (the global batches must
+      divide evenly among them).
+
+  Returns:
+    `cfg`, unchanged.
+  """
+  # Registries are imported lazily so that importing the config is cheap.
+  from augment import registry as augment_registry  # pylint: disable=g-import-not-at-top
+  from data import registry as data_registry  # pylint: disable=g-import-not-at-top
+  from networks import registry as network_registry  # pylint: disable=g-import-not-at-top
+
+  _choice('method', cfg.method, METHODS)
+  datasets = data_registry.names()
+  _choice('dataset', cfg.dataset, datasets)
+  archs = network_registry.names()
+  if cfg.net_arch.lower() not in [a.lower() for a in archs]:
+    raise ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; choose one '
+                      f'of: {", ".join(archs)}.')
+  _choice('optim_type', cfg.optim_type, OPTIMIZERS)
+  _choice('sched_type', cfg.sched_type, SCHEDULES)
+  _choice('sched_freq', cfg.sched_freq, SCHED_FREQS)
+  _choice('unsup_loss_type', cfg.unsup_loss_type, UNSUP_LOSS_TYPES)
+  _choice('unsup_loss_divisor', cfg.unsup_loss_divisor, UNSUP_LOSS_DIVISORS)
+  _choice('how_dalign', cfg.how_dalign, HOW_DALIGN)
+  _choice('update_mode', cfg.update_mode, UPDATE_MODES)
+  _choice('activation', cfg.activation, ACTIVATIONS)
+  _choice('head_arch', cfg.head_arch, HEAD_ARCHS)
+  _choice('mixed_precision', cfg.mixed_precision, MIXED_PRECISION)
+  for name in ('augment', 'weakaug', 'strongaug'):
+    try:
+      augment_registry.validate(getattr(cfg, name))
+    except ValueError as e:
+      raise ConfigError(f'--{name}: {e}') from None
+
+  if cfg.percent_labeled is not None:
+    _check(0 < cfg.percent_labeled <= 1,
+           f'--percent_labeled={cfg.percent_labeled} must be in (0, 1].')
+  _check(cfg.class_im_ratio > 0,
+         f'--class_im_ratio={cfg.class_im_ratio} must be positive.')
+  _check(cfg.num_labeled >= 1, '--num_labeled must be at least 1.')
+  _check(cfg.num_generation >= 1,
+         f'--num_generation={cfg.num_generation} must be at least 1.')
+  _check(cfg.num_epoch >= 1, '--num_epoch must be at least 1.')
+  _check(cfg.num_batch >= 1, '--num_batch must be at least 1.')
+  _check(cfg.batch_size >= 1, '--batch_size must be at least 1.')
+  _check(cfg.unlab_ratio >= 1, '--unlab_ratio must be at least 1.')
+  _check(cfg.steps_per_loop >= 1, '--steps_per_loop must be at least 1.')
+  _check(cfg.eval_batch_size >= 1, '--eval_batch_size must be at least 1.')
+  _check(cfg.keep_checkpoints >= 1, '--keep_checkpoints must be at least 1.')
+  _check(cfg.num_augment >= 1, '--num_augment must be at least 1.')
+  _check(cfg.num_weakaug >= 0 and cfg.num_strongaug >= 0,
+         '--num_weakaug and --num_strongaug must be >= 0.')
+  _check(cfg.net_width >= 1, '--net_width must be at least 1.')
+  _check(len(cfg.input_shape) == 3 and all(d > 0 for d in cfg.input_shape),
+         f'--input_shape={cfg.input_shape} must be three positive integers '
+         'H,W,C, e.g. 32,32,3.')
+  _check(cfg.input_shape[2] in (1, 3),
+         f'--input_shape={cfg.input_shape}: images must have 1 or 3 '
+         'channels.')
+  _check(0 <= cfg.threshold <= 1, '--threshold must be in [0, 1].')
+  _check(cfg.temperature >= 0, '--temperature must be >= 0 (0 = one-hot).')
+  _check(0 <= cfg.ema_decay < 1, '--ema_decay must be in [0, 1).')
+  _check(cfg.learning_rate > 0, '--learning_rate must be positive.')
+  _check(cfg.weight_decay >= 0, '--weight_decay must be >= 0.')
+  _check(cfg.clip_value >= 0, '--clip_value must be >= 0 (0 = off).')
+  _check(cfg.alpha > 0, '--alpha must be positive.')
+  _check(cfg.dalign_t >= 0, '--dalign_t must be >= 0.')
+  _check(1 <= cfg.sched_level, '--sched_level must be at least 1.')
+  _check(cfg.sched_step_size >= 1, '--sched_step_size must be at least 1.')
+  _check(cfg.cpu_replicas >= 0, '--cpu_replicas must be >= 0.')
+  _check(bool(cfg.model_dir), '--model_dir is required: the directory where '
+         'checkpoints, summaries and records are written.')
+  if cfg.how_dalign is not None and not cfg.do_distalign:
+    raise ConfigError(f'--how_dalign={cfg.how_dalign} has no effect without '
+                      '--do_distalign=True; set both or neither.')
+  if cfg.method == 'fixmatch':
+    _check(cfg.num_weakaug == 1,
+           f'--method=fixmatch uses exactly one weak view per example '
+           f'(--num_weakaug=1); got {cfg.num_weakaug}.')
+    _check(cfg.num_strongaug >= 1,
+           '--method=fixmatch needs at least one strong view '
+           '(--num_strongaug >= 1).')
+  if cfg.method == 'mixmatch':
+    _check(cfg.num_weakaug >= 1,
+           '--method=mixmatch needs at least one weak view (--num_weakaug).')
+    _check(cfg.num_strongaug == 0,
+           '--method=mixmatch uses weak views only; set --num_strongaug=0.')
+  if cfg.dataset in ('npz', 'npzlt'):
+    _check(bool(cfg.data_file), f'--dataset={cfg.dataset} reads your own '
+           'data: give its path with --data_file=PATH.npz.')
+  if num_replicas is not None:
+    for name, size in (('batch_size', cfg.batch_size),
+                       ('batch_size * unlab_ratio', cfg.unlabeled_batch_size)):
+      _check(size % num_replicas == 0,
+             f'--{name} = {size} is the global batch and must be divisible by '
+             f'the number of replicas ({num_replicas}); choose a multiple of '
+             f'{num_replicas}.')
+  return cfg
+
+
+def resolve_ml_data(flag_value: str) -> str:
+  """`--ml_data`, else the `ML_DATA` environment variable, else ''."""
+  return flag_value or os.environ.get('ML_DATA', '')
+
+
+def format_ratio(x: float) -> str:
+  """A float as the original writes it in paths (0.01 -> '0.01')."""
+  if float(x).is_integer():
+    return str(int(x))
+  return f'{x:g}'
+
+
+def run_name(cfg: Config) -> str:
+  """The run's directory under `model_dir`: data / model / trainer."""
+  if cfg.percent_labeled is not None:
+    lab = f'p{format_ratio(cfg.percent_labeled)}'
+  else:
+    lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
+  data_name = (f'{cfg.dataset}_im{format_ratio(cfg.class_im_ratio)}_{lab}'
+               f'_fold{cfg.fold}')
+  model_name = f'{cfg.net_arch}-{cfg.net_width}'
+  desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
+          f'bs{cfg.batch_size}x{cfg.unlab_ratio}',
+          f'lr{cfg.learning_rate:g}', f'{cfg.sched_type}{cfg.sched_level}',
+          f'wd{cfg.weight_decay:g}', f'th{cfg.threshold:g}',
+          f'T{cfg.temperature:g}', f'wu{cfg.weight_unsup:g}',
+          f'{cfg.unsup_loss_type}-{cfg.unsup_loss_divisor}']
+  if cfg.do_distalign:
+    desc.append('dalign' + (f'-{cfg.how_dalign}{cfg.dalign_t:g}'
+                            if cfg.how_dalign else ''))
+  if cfg.num_generation > 1:
+    desc.append(f'crest{cfg.num_generation}-{cfg.update_mode}'
+                f'-a{cfg.alpha:g}')
+  if cfg.reweight_labeled:
+    desc.append('rwl')
+  desc.append(f'seed{cfg.seed}')
+  if cfg.file_suffix:
+    desc.append(cfg.file_suffix)
+  return os.path.join(data_name, model_name, '_'.join(desc))
+

@@ -1,0 +1,197 @@
+"""The CReST generation loop and its records.
+
+Generation g trains from scratch on the original labeled set plus the picks of
+generation g-1 (picks never accumulate), evaluates its EMA model on the test
+set, pseudo-labels the unlabeled pool, and picks per predicted class the most
+confident `int(n_c * (gt_p_data[K-1-c] / gt_p_data[0]) ** (1/alpha))`.
+
+A generation is finished when its `generation.json` exists; it is written
+last, atomically, after `labeled_set.npz` and `picks.npz`. Re-running the same
+command skips finished generations and resumes the unfinished one from its
+latest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from absl import logging
+
+from crest import config as config_lib
+from crest import metrics as metrics_lib
+from crest import records
+from crest import selection
+from crest.config import Config
+from crest.errors import UserError
+from data.base import SSLData
+
+CONFIG_FILE = 'config.json'
+RECORD_FILE = 'generation.json'
+LABELED_SET_FILE = 'labeled_set.npz'
+PICKS_FILE = 'picks.npz'
+
+
+def generation_dir_name(generation: int, temperature: Optional[float]) -> str:
+  name = f'gen_{generation:02d}'
+  if temperature is not None:
+    name += f'_t{temperature:.2f}'
+  return name
+
+
+def generation_seed(seed: int, generation: int) -> int:
+  """A distinct, reproducible seed per generation."""
+  return int((seed * 1_000_003 + generation * 7919) % (2**31 - 1))
+
+
+def prepare_run_dir(cfg: Config, is_chief: bool = True) -> str:
+  """Creates the run directory and records the config, or checks it.
+
+  Re-running into a directory made with another configuration fails with the
+  differing flags, unless --force_init (which starts over).
+
+  Returns: the run directory.
+  """
+  run_dir = os.path.join(cfg.model_dir, config_lib.run_name(cfg))
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if cfg.force_init and is_chief and os.path.isdir(run_dir):
+    logging.warning('--force_init: deleting %s', run_dir)
+    shutil.rmtree(run_dir)
+  if os.path.exists(path):
+    try:
+      previous = Config.from_dict(records.read_json(path))
+    except (ValueError, TypeError) as e:
+      raise UserError(f'{path} is not a valid config ({e}); delete it or use '
+                      '--force_init to start over.') from None
+    diff = config_lib.semantic_diff(previous, cfg)
+    if diff:
+      lines = '\n'.join(f'  --{k}: {a!r} in the directory, {b!r} now'
+                        for k, a, b in ((k, *v) for k, v in diff.items()))
+      raise UserError(
+          f'{run_dir} holds a run with another configuration:\n{lines}\n'
+          'Use another --model_dir (or --file_suffix), or --force_init to '
+          'delete that run and start over.')
+  if is_chief:
+    try:
+      os.makedirs(run_dir, exist_ok=True)
+      records.write_json(path, cfg.to_dict())
+    except OSError as e:
+      raise UserError(f'Cannot write to the run directory {run_dir}: {e}. '
+                      'Choose a writable --model_dir.') from None
+  return run_dir
+
+
+def load_record(gen_dir: str) -> Optional[Dict[str, Any]]:
+  """The finished generation's record, or None if it is not finished."""
+  path = os.path.join(gen_dir, RECORD_FILE)
+  if not os.path.exists(path):
+    return None
+  return records.read_json(path)
+
+
+def _log_report(name: str, report: Dict[str, Any]) -> None:
+  np.set_printoptions(linewidth=200)
+  logging.info('%s: EMA test accuracy %.4f', name, report['accuracy'])
+  logging.info('%s: per-class recall    %s', name,
+               np.array2string(np.asarray(report['recall']), precision=3))
+  logging.info('%s: per-class precision %s', name,
+               np.array2string(np.asarray(report['precision']), precision=3))
+  logging.info('%s: confusion matrix (rows: true class)\n%s', name,
+               np.array2string(np.asarray(report['confusion'])))
+
+
+def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
+                   generation: int, temperature: Optional[float],
+                   labeled_positions: np.ndarray, labeled_labels: np.ndarray,
+                   num_pseudo: int, is_chief: bool
+                   ) -> Tuple[Dict[str, Any], Tuple[np.ndarray, np.ndarray]]:
+  """Trains, evaluates and pseudo-labels one generation; writes its records.
+
+  Returns:
+    The generation's record (also written as generation.json) and its picks
+    (positions int64 [P], pseudo-labels int64 [P]).
+  """
+  from crest.trainer import GenerationTrainer  # pylint: disable=g-import-not-at-top
+  seed = generation_seed(cfg.seed, generation)
+  trainer = GenerationTrainer(cfg, strategy, data, gen_dir, temperature,
+                              seed=seed, is_chief=is_chief)
+  trainer.train(labeled_positions, labeled_labels)
+
+  # Final evaluation of the EMA model on the test set.
+  _, ema_logits = trainer.logits(data.test_images)
+  report = metrics_lib.classification_report(data.test_labels, ema_logits)
+  _log_report(os.path.basename(gen_dir), report)
+
+  # Pseudo-label the unlabeled pool with the EMA model and select.
+  pool = data.unlabeled_positions
+  scores = (trainer.predict_ema(data.train_images[pool]) if len(pool) else
+            np.zeros([0, data.num_classes], np.float32))
+  rows, labels, picked, predicted = selection.select_pseudo_labels(
+      scores, np.asarray(data.gt_p_data), cfg.alpha, cfg.update_mode)
+  true = data.train_labels[pool[rows]] if len(rows) else np.zeros([0], int)
+  correct = np.bincount(labels[labels == true], minlength=data.num_classes)
+
+  record = {
+      'generation': generation,
+      'alignment_temperature': temperature,
+      'num_labeled': int(len(data.labeled_positions)),
+      'num_pseudo_labeled': int(num_pseudo),
+      'test_accuracy': float(report['accuracy']),
+      'test_per_class_recall': report['recall'].tolist(),
+      'test_per_class_precision': report['precision'].tolist(),
+      'test_confusion_matrix': report['confusion'].tolist(),
+      'unlabeled_predicted_per_class': predicted.tolist(),
+      'unlabeled_accuracy': float(np.mean(np.argmax(scores, 1) ==
+                                          data.train_labels[pool]))
+                            if len(pool) else None,
+      'picked_per_class': picked.tolist(),
+      'picked_correct_per_class': correct.tolist(),
+      'labeled_per_class': np.bincount(
+          labeled_labels, minlength=data.num_classes).tolist(),
+      'history': {k: trainer.history[k][-1] for k in trainer.history
+                  if not isinstance(trainer.history[k][-1], list)},
+  }
+  if is_chief:
+    records.write_npz(os.path.join(gen_dir, LABELED_SET_FILE),
+                      positions=np.asarray(labeled_positions, np.int64),
+                      labels=np.asarray(labeled_labels, np.int64))
+    records.write_npz(os.path.join(gen_dir, PICKS_FILE),
+                      positions=np.asarray(pool[rows], np.int64),
+                      labels=np.asarray(labels, np.int64))
+    records.write_json(os.path.join(gen_dir, RECORD_FILE), record)
+  return record, (np.asarray(pool[rows], np.int64), labels.astype(np.int64))
+
+
+def run(cfg: Config, strategy, data: SSLData,
+        is_chief: bool = True) -> List[Dict[str, Any]]:
+  """Runs (or resumes) every generation; returns their records."""
+  run_dir = prepare_run_dir(cfg, is_chief)
+  original_pos = np.asarray(data.labeled_positions, np.int64)
+  original_lab = data.train_labels[original_pos].astype(np.int64)
+  picks: Tuple[np.ndarray, np.ndarray] = (np.zeros([0], np.int64),
+                                          np.zeros([0], np.int64))
+  out = []
+  for g in range(cfg.num_generation):
+    temperature = None
+    if cfg.do_distalign and cfg.how_dalign is not None:
+      temperature = selection.alignment_temperature(
+          g, cfg.num_generation, cfg.dalign_t, cfg.how_dalign)
+    gen_dir = os.path.join(run_dir, generation_dir_name(g, temperature))
+    positions, labels = selection.next_labeled_set(
+        np.arange(len(data.train_labels)), picks[0], picks[1], original_pos,
+        original_lab)
+    record = load_record(gen_dir)
+    if record is None:
+      logging.info('Generation %d/%d in %s: %d labeled (%d pseudo-labeled).',
+                   g + 1, cfg.num_generation, gen_dir, len(positions),
+                   len(picks[0]))
+      record, picks = run_generation(cfg, strategy, data, gen_dir, g,
+                                     temperature, positions, labels,
+                                     len(picks[0]), is_chief)
+    else:
+      logging.info('Generation %d is finished (%s); skipping.', g, gen_dir)
+      with np.load(os.path.join(gen_dir, PICKS_FILE)) as f:
+        picks = (f['positions'], f['labels'])
+    out.append(record)
+  return out

@@ -1,0 +1,90 @@
+"""Registry of SSL methods and what every method's loss receives."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import tensorflow as tf
+
+from crest.errors import ConfigError
+
+# name -> module that defines `loss(...)` (see `Method`).
+_METHODS = {'fixmatch': 'fixmatch', 'mixmatch': 'mixmatch'}
+
+
+@dataclasses.dataclass(frozen=True)
+class LossParams:
+  """The settings a method's loss reads (never the flags)."""
+  num_classes: int
+  threshold: float
+  temperature: float
+  unsup_loss_type: str
+  unsup_loss_divisor: str
+  weight_unsup: float
+  do_distalign: bool
+  how_dalign: Optional[str]
+  reweight_labeled: bool
+  mixup_beta: float
+  global_batch_size: int
+  global_unlabeled_batch_size: int
+
+
+class Stats(NamedTuple):
+  """Running distributions a loss reads (identical on every replica).
+
+  Attributes:
+    p_model: float32 [K], mean prediction on unlabeled data.
+    p_data: float32 [K], running labeled class distribution.
+    gt_p_data: float32 [K], the dataset's class prior.
+    dalign_t: float32 [], this generation's alignment temperature.
+    seed: int64 [2], this step's seed (for MixUp).
+  """
+  p_model: tf.Tensor
+  p_data: tf.Tensor
+  gt_p_data: tf.Tensor
+  dalign_t: tf.Tensor
+  seed: tf.Tensor
+
+
+class LossOutput(NamedTuple):
+  """What a method's loss returns, per replica.
+
+  Attributes:
+    loss: scalar, this replica's share of the global mean loss (summing it
+      over replicas gives the loss of the global batch); weight decay excluded.
+    weak_probs_mean: float32 [K], this replica's mean softmax on weak views
+      (before alignment), for `p_model`.
+    metrics: name -> scalar, this replica's share of the global value (the
+      trainer sums them over replicas).
+  """
+  loss: tf.Tensor
+  weak_probs_mean: tf.Tensor
+  metrics: Dict[str, tf.Tensor]
+
+
+LossFn = Callable[..., LossOutput]
+
+
+def names() -> List[str]:
+  return sorted(_METHODS)
+
+
+def get(name: str) -> LossFn:
+  """The `loss(model, batch, stats, params)` function of a method."""
+  if name not in _METHODS:
+    raise ConfigError(f'Unknown method {name!r}; choose one of: '
+                      f'{", ".join(names())}.')
+  return importlib.import_module(_METHODS[name]).loss
+
+
+def params_from_config(cfg, num_classes: int) -> LossParams:
+  """The loss settings of a `crest.config.Config`."""
+  return LossParams(
+      num_classes=num_classes, threshold=cfg.threshold,
+      temperature=cfg.temperature, unsup_loss_type=cfg.unsup_loss_type,
+      unsup_loss_divisor=cfg.unsup_loss_divisor,
+      weight_unsup=cfg.weight_unsup, do_distalign=cfg.do_distalign,
+      how_dalign=cfg.how_dalign, reweight_labeled=cfg.reweight_labeled,
+      mixup_beta=cfg.mixup_beta, global_batch_size=cfg.batch_size,
+      global_unlabeled_batch_size=cfg.unlabeled_batch_size)

@@ -1,0 +1,341 @@
+"""The thin trainer of one generation: strategy, step loop, checkpoints,
+summaries and evaluation. Methods own only their loss; `crest.generations`
+owns the generations."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from crest import distributions
+from crest import losses
+from crest import methods
+from crest import metrics as metrics_lib
+from crest import records
+from crest import schedules
+from crest import summaries
+from crest.config import Config
+from crest.progress import Progress
+from data import pipeline
+from data.base import SSLData
+from networks import registry as networks
+
+TRAIN_METRICS = ('loss.train', 'loss.xe', 'loss.xeu', 'loss.wd', 'acc.train',
+                 'acc.unlab', 'monitor.mask')
+
+
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or infinite."""
+
+
+class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+  """`crest.schedules.learning_rate` as a Keras schedule."""
+
+  def __init__(self, cfg: Config):
+    self.kwargs = dict(
+        base_lr=cfg.learning_rate, num_epoch=cfg.num_epoch,
+        num_batch=cfg.num_batch, sched_type=cfg.sched_type,
+        sched_freq=cfg.sched_freq, sched_level=cfg.sched_level,
+        sched_min_rate=cfg.sched_min_rate,
+        sched_step_size=cfg.sched_step_size, sched_gamma=cfg.sched_gamma)
+
+  def __call__(self, step):
+    return schedules.learning_rate(step, **self.kwargs)
+
+  def get_config(self):
+    return dict(self.kwargs)
+
+
+def _make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+  lr = _LearningRate(cfg)
+  if cfg.optim_type == 'sgd':
+    opt = keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
+  else:
+    opt = keras.optimizers.Adam(learning_rate=lr, amsgrad=True)
+  if cfg.mixed_precision == 'float16':
+    opt = keras.optimizers.LossScaleOptimizer(opt)
+  return opt
+
+
+def _tf_var(v):
+  """The tf.Variable behind a Keras variable."""
+  return getattr(v, 'value', v) if isinstance(v, keras.Variable) else v
+
+
+class GenerationTrainer:
+  """Trains one generation from scratch and evaluates it.
+
+  Args:
+    cfg: the run's config.
+    strategy: the distribution strategy (variables are created in its scope).
+    data: the dataset.
+    work_dir: this generation's directory (checkpoints in `ckpt/`,
+      TensorBoard events in `tb/`, statistics in `stats/`).
+    dalign_t: this generation's alignment temperature (None: no CReST+).
+    seed: this generation's seed (model init and input stream).
+    is_chief: whether this worker writes summaries and statistics.
+  """
+
+  def __init__(self, cfg: Config, strategy: tf.distribute.Strategy,
+               data: SSLData, work_dir: str, dalign_t: Optional[float],
+               seed: int, is_chief: bool = True):
+    self.cfg = cfg
+    self.strategy = strategy
+    self.data = data
+    self.work_dir = work_dir
+    self.seed = seed
+    self.is_chief = is_chief
+    self.num_classes = k = data.num_classes
+    self.dalign_t = 1.0 if dalign_t is None else float(dalign_t)
+    self.params = methods.params_from_config(cfg, k)
+    self.loss_fn = methods.get(cfg.method)
+    self.gt_p_data = tf.constant(np.asarray(data.gt_p_data), tf.float32)
+    self.num_replicas = strategy.num_replicas_in_sync
+
+    with strategy.scope():
+      keras.utils.set_random_seed(seed)
+      build = dict(num_classes=k, input_shape=tuple(cfg.input_shape),
+                   width=cfg.net_width, activation=cfg.activation,
+                   bn_sync=cfg.bn_sync, head_arch=cfg.head_arch,
+                   head_mlp_dims=tuple(cfg.head_mlp_dims))
+      self.model = networks.build(cfg.net_arch, name='model', **build)
+      self.ema = networks.build(cfg.net_arch, name='ema', **build)
+      self.optimizer = _make_optimizer(cfg)
+      self.optimizer.build(self.model.trainable_variables)
+      self.p_model_history = tf.Variable(
+          distributions.initial_p_model_history(k), trainable=False,
+          name='p_model_history')
+      self.p_data = tf.Variable(distributions.initial_p_data(k),
+                                trainable=False, name='p_data')
+      self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                               name='epoch')
+      self.sums = {m: tf.Variable(0.0, trainable=False, name=f'sum_{m}')
+                   for m in TRAIN_METRICS}
+    for e, v in zip(self.ema.variables, self.model.variables):
+      e.assign(v)
+    self.decay_variables = networks.decay_variables(self.model)
+
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, ema=self.ema, optimizer=self.optimizer,
+        p_model_history=self.p_model_history, p_data=self.p_data,
+        epoch=self.epoch)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(work_dir, 'ckpt'),
+        max_to_keep=cfg.keep_checkpoints)
+    self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
+                   if is_chief else tf.summary.create_noop_writer())
+    self.history: Dict[str, List] = {}
+    self._train_loop = tf.function(self._train_loop_fn)
+    self._eval_step = tf.function(self._eval_step_fn, reduce_retracing=True)
+
+  # ---------------------------------------------------------------- steps
+  def _replica_step(self, batch, seed):
+    cfg = self.cfg
+    ctx = tf.distribute.get_replica_context()
+    stats = methods.Stats(
+        p_model=distributions.p_model(self.p_model_history),
+        p_data=tf.convert_to_tensor(self.p_data), gt_p_data=self.gt_p_data,
+        dalign_t=tf.constant(self.dalign_t, tf.float32), seed=seed)
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape:
+      out = self.loss_fn(self.model, batch, stats, self.params)
+      wd = losses.l2_weight_decay(self.decay_variables)
+      total = out.loss + cfg.weight_decay * wd / self.num_replicas
+      scaled = (self.optimizer.scale_loss(total)
+                if hasattr(self.optimizer, 'scale_loss') else total)
+    grads = tape.gradient(scaled, variables)
+    if cfg.clip_value > 0:
+      # Clip the global gradient, like one device would: reduce, clip, and
+      # hand each replica 1/N of it (the optimizer sums replicas again).
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+      grads = [tf.clip_by_value(g, -cfg.clip_value, cfg.clip_value) /
+               self.num_replicas for g in grads]
+    self.optimizer.apply_gradients(zip(grads, variables))
+    sums = dict(out.metrics)
+    sums['loss.wd'] = wd / self.num_replicas
+    sums['loss.train'] = total
+    sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    weak_mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
+                               out.weak_probs_mean)
+    labels_mean = ctx.all_reduce(
+        tf.distribute.ReduceOp.MEAN,
+        distributions.labels_mean(batch['y_l'], self.num_classes))
+    return sums, weak_mean, labels_mean
+
+  def _cross_replica_updates(self, sums, weak_mean, labels_mean):
+    """EMA and running distributions, after the optimizer step."""
+    first = lambda x: self.strategy.experimental_local_results(x)[0]
+    decay = self.cfg.ema_decay
+
+    def ema_update(e, v):
+      return e.assign_sub((1.0 - decay) * (e - v))
+
+    for e, v in zip(self.ema.trainable_variables,
+                    self.model.trainable_variables):
+      self.strategy.extended.update(_tf_var(e), ema_update,
+                                    args=(_tf_var(v),))
+    for e, v in zip(self.ema.non_trainable_variables,
+                    self.model.non_trainable_variables):
+      self.strategy.extended.update(_tf_var(e), lambda e, v: e.assign(v),
+                                    args=(_tf_var(v),))
+    self.p_model_history.assign(distributions.update_p_model_history(
+        self.p_model_history, first(weak_mean)[None]))
+    self.p_data.assign(distributions.update_p_data_from_mean(
+        self.p_data, first(labels_mean)))
+    sums = {k: first(v) for k, v in sums.items()}
+    for k, v in sums.items():
+      self.sums[k].assign_add(v)
+    return sums['loss.train']
+
+  def _train_loop_fn(self, iterator, num_steps):
+    loss = tf.constant(0.0)
+    for _ in tf.range(num_steps):
+      batch = next(iterator)
+      seed = tf.random.experimental.stateless_fold_in(
+          tf.constant([self.seed, 7], tf.int64),
+          tf.cast(self.optimizer.iterations, tf.int64))
+      sums, weak_mean, labels_mean = self.strategy.run(
+          self._replica_step, args=(batch, seed))
+      loss = self._cross_replica_updates(sums, weak_mean, labels_mean)
+    return loss
+
+  def _eval_step_fn(self, x):
+    def fn(x):
+      return (tf.cast(self.model(x, training=False), tf.float32),
+              tf.cast(self.ema(x, training=False), tf.float32))
+    raw, ema = self.strategy.run(fn, args=(x,))
+    return self.strategy.gather(raw, 0), self.strategy.gather(ema, 0)
+
+  # ------------------------------------------------------------ evaluation
+  def logits(self, images: np.ndarray) -> tuple:
+    """Raw and EMA logits (float32 [N, K] each) on un-augmented images."""
+    ds = pipeline.eval_dataset(images, self.cfg.eval_batch_size)
+    ds = self.strategy.experimental_distribute_dataset(ds)
+    raw, ema = [], []
+    for x in ds:
+      r, e = self._eval_step(x)
+      raw.append(r.numpy())
+      ema.append(e.numpy())
+    k = self.num_classes
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros([0, k], np.float32)
+    return cat(raw), cat(ema)
+
+  def evaluate_test(self) -> Dict[str, object]:
+    """Test metrics of the raw and EMA models, with and without logit
+    adjustment (a shift of the same logits by -log p_data)."""
+    raw, ema = self.logits(self.data.test_images)
+    labels = self.data.test_labels
+    p_data = self.p_data.numpy()
+    out = {}
+    for name, logits in (('acc.test', raw), ('acc.test.ema', ema)):
+      for suffix, lg in (('', logits),
+                         ('.la', metrics_lib.logit_adjust(logits, p_data))):
+        rep = metrics_lib.classification_report(labels, lg)
+        key = name.replace('acc.test', 'acc.test' + suffix)
+        out[key] = rep['accuracy']
+        out['per_class_' + key] = rep['recall'].tolist()
+    out['monitor.kl_data'] = float(distributions.kl_uniform(self.p_data))
+    out['monitor.kl_model'] = float(distributions.kl_uniform(
+        distributions.p_model(self.p_model_history)))
+    self._last_ema_test_logits = ema
+    return out
+
+  def predict_ema(self, images: np.ndarray) -> np.ndarray:
+    """Softmax scores of the EMA model, float32 [N, K]."""
+    _, ema = self.logits(images)
+    return tf.nn.softmax(ema).numpy()
+
+  # -------------------------------------------------------------- training
+  def restore(self) -> int:
+    """Restores the latest checkpoint; returns the number of finished epochs."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).expect_partial()
+      logging.info('Restored %s (epoch %d).', latest, int(self.epoch.numpy()))
+    hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
+    done = int(self.epoch.numpy())
+    if done and os.path.exists(hist_path):
+      self.history = {k: v[:done]
+                      for k, v in records.read_json(hist_path).items()}
+    return done
+
+  def train(self, labeled_positions: np.ndarray,
+            labeled_labels: np.ndarray) -> None:
+    """Trains (or finishes training) this generation."""
+    cfg, data = self.cfg, self.data
+    start_epoch = self.restore()
+    if start_epoch >= cfg.num_epoch:
+      return
+    spec = pipeline.StreamSpec(
+        batch_size=cfg.batch_size, unlab_ratio=cfg.unlab_ratio,
+        augment=cfg.augment, weakaug=cfg.weakaug, strongaug=cfg.strongaug,
+        num_weakaug=cfg.num_weakaug, num_strongaug=cfg.num_strongaug,
+        seed=self.seed)
+    stream = data.unlabeled_stream_positions
+    ds = pipeline.train_dataset(
+        data.train_images, labeled_positions, labeled_labels, stream,
+        data.train_labels[stream], spec,
+        start_step=start_epoch * cfg.num_batch,
+        num_steps=cfg.num_epoch * cfg.num_batch)
+    iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+    for epoch in range(start_epoch, cfg.num_epoch):
+      self._train_epoch(iterator, epoch)
+
+  def _train_epoch(self, iterator, epoch: int) -> None:
+    cfg = self.cfg
+    for v in self.sums.values():
+      v.assign(0.0)
+    start = time.time()
+    desc = f'{os.path.basename(self.work_dir)} epoch {epoch + 1}/{cfg.num_epoch}'
+    with Progress(cfg.num_batch, desc, enabled=cfg.progress) as bar:
+      done = 0
+      while done < cfg.num_batch:
+        n = min(cfg.steps_per_loop, cfg.num_batch - done)
+        loss = float(self._train_loop(iterator, tf.constant(n)))
+        if not np.isfinite(loss):
+          raise NonFiniteLossError(
+              f'The training loss became {loss} at epoch {epoch + 1}, step '
+              f'{done + n} of {cfg.num_batch}; lower --learning_rate, set '
+              '--clip_value, or use --do_rollback.')
+        done += n
+        bar.update(n)
+    elapsed = time.time() - start
+    values = {k: float(v.numpy()) / cfg.num_batch
+              for k, v in self.sums.items()}
+    values['monitor.lr'] = float(
+        _LearningRate(cfg)(self.optimizer.iterations - 1))
+    values['monitor.steps_per_sec'] = cfg.num_batch / max(elapsed, 1e-9)
+    values.update(self.evaluate_test())
+    self._log_epoch(epoch, values)
+    self.epoch.assign(epoch + 1)
+    self.manager.save(checkpoint_number=epoch + 1)
+
+  def _log_epoch(self, epoch: int, values: Dict[str, object]) -> None:
+    for k, v in values.items():
+      self.history.setdefault(k, []).append(v)
+    logging.info(
+        '%s epoch %d/%d: loss %.4f xe %.4f xeu %.4f mask %.3f | test %.4f '
+        'ema %.4f (la %.4f / %.4f) | %.2f steps/s',
+        os.path.basename(self.work_dir), epoch + 1, self.cfg.num_epoch,
+        values['loss.train'], values['loss.xe'], values['loss.xeu'],
+        values['monitor.mask'], values['acc.test'], values['acc.test.ema'],
+        values['acc.test.la'], values['acc.test.la.ema'],
+        values['monitor.steps_per_sec'])
+    if not self.is_chief:
+      return
+    step = (epoch + 1) * self.cfg.num_batch
+    with self.writer.as_default():
+      for k, v in values.items():
+        if isinstance(v, list):
+          for c, x in enumerate(v):
+            summaries.scalar(f'{k}/class_{c:03d}', x, step)
+        else:
+          summaries.scalar(k, v, step)
+    self.writer.flush()
+    records.write_stats(os.path.join(self.work_dir, 'stats'), self.history)

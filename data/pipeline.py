@@ -1,0 +1,141 @@
+"""The training input pipeline: index-based, stateless, resumable.
+
+Batch `s` of a generation is a pure function of `(seed, s)`: which examples it
+holds (each stream walks through successive random permutations of its
+examples, one permutation per pass, drawn from the pass number) and the seeds
+of their augmentations. Resuming at step `s` therefore rebuilds exactly the
+stream an uninterrupted run would have seen, without saving iterator state,
+and two runs with the same seed see the same batches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numpy as np
+import tensorflow as tf
+
+from augment import registry as augment_registry
+
+# Stream identifiers folded into the seed.
+_LABELED, _UNLABELED, _AUG_L, _AUG_W, _AUG_S = 1, 2, 3, 4, 5
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSpec:
+  """How batches are drawn and augmented (global sizes)."""
+  batch_size: int
+  unlab_ratio: int
+  augment: str
+  weakaug: str
+  strongaug: str
+  num_weakaug: int
+  num_strongaug: int
+  seed: int
+
+
+def _fold(seed: tf.Tensor, *values) -> tf.Tensor:
+  for v in values:
+    seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(v, tf.int64))
+  return seed
+
+
+def stream_indices(seed: tf.Tensor, step: tf.Tensor, batch: int,
+                   size: int) -> tf.Tensor:
+  """Indices in [0, size) of batch `step` of an endless shuffled stream.
+
+  Element i of the stream (i = step * batch + j) is `perm_p[i % size]`, where
+  p = i // size and perm_p is a permutation drawn from `(seed, p)`.
+
+  Returns: int64 [batch].
+  """
+  step = tf.cast(step, tf.int64)
+  i = step * batch + tf.range(batch, dtype=tf.int64)
+  passes = i // size
+  offsets = i % size
+  first = passes[0]
+  num_passes = passes[-1] - first + 1
+
+  def perm(p):
+    keys = tf.random.stateless_uniform([size], _fold(seed, p))
+    return tf.argsort(keys, stable=True)
+
+  perms = tf.map_fn(perm, first + tf.range(num_passes),
+                    fn_output_signature=tf.TensorSpec([size], tf.int32))
+  idx = tf.gather_nd(perms, tf.stack([passes - first, offsets], axis=1))
+  return tf.cast(idx, tf.int64)
+
+
+def _views(fn, images: tf.Tensor, num: int, seed: tf.Tensor) -> tf.Tensor:
+  """`num` augmented views of `images` [N,H,W,C] -> float32 [N,num,H,W,C]."""
+  if num == 0:
+    shape = tf.shape(images)
+    return tf.zeros([shape[0], 0, shape[1], shape[2], shape[3]], tf.float32)
+  views = [fn(images, _fold(seed, v)) for v in range(num)]
+  return tf.stack(views, axis=1)
+
+
+def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
+                  labeled_labels: np.ndarray, stream_positions: np.ndarray,
+                  stream_labels: np.ndarray, spec: StreamSpec,
+                  start_step: int, num_steps: int) -> tf.data.Dataset:
+  """The training stream from `start_step` (inclusive) to `num_steps`.
+
+  Args:
+    images: uint8 [N, H, W, C], the training images.
+    labeled_positions: int [L], rows of `images` in the labeled set.
+    labeled_labels: int [L], the labels they are trained with.
+    stream_positions: int [M], rows the unlabeled stream draws from.
+    stream_labels: int [M], their true labels (monitoring only).
+    spec: batch sizes, augmentations and seed.
+    start_step: first step to produce.
+    num_steps: one past the last step.
+
+  Returns:
+    A dataset of global batches, one per step, each a dict:
+      'x_l' float32 [B, H, W, C], 'y_l' int64 [B],
+      'x_w' float32 [uB, num_weakaug, H, W, C],
+      'x_s' float32 [uB, num_strongaug, H, W, C], 'y_u' int64 [uB].
+  """
+  size = images.shape[1]
+  aug_l = augment_registry.build(spec.augment, size)
+  aug_w = augment_registry.build(spec.weakaug, size)
+  aug_s = augment_registry.build(spec.strongaug, size)
+  images_t = tf.constant(images)
+  lab_pos = tf.constant(np.asarray(labeled_positions, np.int64))
+  lab_y = tf.constant(np.asarray(labeled_labels, np.int64))
+  str_pos = tf.constant(np.asarray(stream_positions, np.int64))
+  str_y = tf.constant(np.asarray(stream_labels, np.int64))
+  seed = tf.constant([spec.seed, 0x5EED], tf.int64)
+  bl, bu = spec.batch_size, spec.batch_size * spec.unlab_ratio
+  n_l, n_u = len(labeled_positions), len(stream_positions)
+
+  def make(step):
+    il = stream_indices(_fold(seed, _LABELED), step, bl, n_l)
+    iu = stream_indices(_fold(seed, _UNLABELED), step, bu, n_u)
+    xl = tf.gather(images_t, tf.gather(lab_pos, il))
+    xu = tf.gather(images_t, tf.gather(str_pos, iu))
+    out = {
+        'x_l': aug_l(xl, _fold(seed, _AUG_L, step)),
+        'y_l': tf.gather(lab_y, il),
+        'x_w': _views(aug_w, xu, spec.num_weakaug, _fold(seed, _AUG_W, step)),
+        'x_s': _views(aug_s, xu, spec.num_strongaug,
+                      _fold(seed, _AUG_S, step)),
+        'y_u': tf.gather(str_y, iu),
+    }
+    return out
+
+  ds = tf.data.Dataset.range(start_step, num_steps)
+  ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
+  """Un-augmented images in order, scaled to [-1, 1], in batches.
+
+  Returns: a dataset of float32 [<=batch_size, H, W, C].
+  """
+  to_float = augment_registry.build('x', images.shape[1])
+  seed = tf.zeros([2], tf.int64)
+  ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+  ds = ds.map(lambda x: to_float(x, seed), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE)
+

@@ -1,0 +1,90 @@
+"""FixMatch (Sohn et al., 2020) as in the CReST reference: the loss only."""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from crest import losses
+from crest import pseudo_labels
+from crest.methods import LossOutput, LossParams, Stats
+
+
+def _views_first(x: tf.Tensor) -> tf.Tensor:
+  """[N, V, H, W, C] -> [V * N, H, W, C], view-major."""
+  x = tf.transpose(x, [1, 0, 2, 3, 4])
+  return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+
+
+def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
+         params: LossParams) -> LossOutput:
+  """FixMatch loss on one replica's batch.
+
+  One forward pass in training mode over [labeled; weak; strong views].
+  Pseudo-targets come from the weak logits (aligned, sharpened, masked by the
+  threshold) and supervise every strong view of the same example.
+
+  Args:
+    model: maps float32 [N, H, W, C] to logits [N, K].
+    batch: 'x_l' [b, H, W, C], 'y_l' int [b], 'x_w' [u, 1, H, W, C],
+      'x_s' [u, S, H, W, C], 'y_u' int [u] (true labels, monitoring only).
+    stats: running distributions and this generation's temperature.
+    params: loss settings; batch sizes are global.
+
+  Returns:
+    LossOutput (loss scaled by the global batch sizes).
+  """
+  xl, yl = batch['x_l'], batch['y_l']
+  xw = batch['x_w'][:, 0]
+  num_strong = batch['x_s'].shape[1]
+  xs = _views_first(batch['x_s'])
+  nl, nu = tf.shape(xl)[0], tf.shape(xw)[0]
+  logits = model(tf.concat([xl, xw, xs], 0), training=True)
+  logits = tf.cast(logits, tf.float32)
+  logits_l = logits[:nl]
+  logits_w = tf.stop_gradient(logits[nl:nl + nu])
+  logits_s = logits[nl + nu:]
+
+  # Supervised loss, optionally weighted by inverse class frequency.
+  xe = losses.sparse_xe(yl, logits_l)
+  if params.reweight_labeled:
+    weights = losses.labeled_class_weights(stats.p_data)
+    xe *= tf.gather(weights, yl)
+  loss_xe = tf.reduce_sum(xe) / params.global_batch_size
+
+  # Pseudo-labels from the weak view; one target per strong view.
+  target, mask, _ = pseudo_labels.pseudo_targets(
+      logits_w, p_model=stats.p_model, p_data=stats.p_data,
+      gt_p_data=stats.gt_p_data, do_distalign=params.do_distalign,
+      how_dalign=params.how_dalign, dalign_t=stats.dalign_t,
+      threshold=params.threshold, temperature=params.temperature)
+  target = tf.stop_gradient(tf.tile(target, [num_strong, 1]))
+  mask_s = tf.tile(mask, [num_strong])
+  per_example = losses.unsupervised_loss(target, logits_s,
+                                         params.unsup_loss_type) * mask_s
+  ctx = tf.distribute.get_replica_context()
+  if params.unsup_loss_divisor == 'quality':
+    global_mask = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                 tf.reduce_sum(mask_s))
+    divisor = tf.maximum(1.0, global_mask)
+  else:
+    divisor = float(params.global_unlabeled_batch_size * num_strong)
+  loss_xeu = tf.reduce_sum(per_example) / divisor
+
+  total = loss_xe + params.weight_unsup * loss_xeu
+  probs_w = tf.nn.softmax(logits_w)
+  scale = tf.cast(nl, tf.float32) / params.global_batch_size
+  uscale = tf.cast(nu, tf.float32) / params.global_unlabeled_batch_size
+  metrics = {
+      # Replica shares of global means: the trainer sums them over replicas.
+      'loss.xe': loss_xe,
+      'loss.xeu': loss_xeu,
+      'acc.train': scale * tf.reduce_mean(tf.cast(
+          tf.argmax(logits_l, 1) == tf.cast(yl, tf.int64), tf.float32)),
+      'acc.unlab': uscale * tf.reduce_mean(tf.cast(
+          tf.argmax(logits_w, 1) == tf.cast(batch['y_u'], tf.int64),
+          tf.float32)),
+      'monitor.mask': uscale * tf.reduce_mean(mask),
+  }
+  return LossOutput(loss=total, weak_probs_mean=tf.reduce_mean(probs_w, 0),
+                    metrics=metrics)

@@ -1,0 +1,87 @@
+"""Train FixMatch / MixMatch with CReST / CReST+ generations.
+
+  python -m train_and_eval_loop --model_dir=/tmp/model --method=fixmatch \
+    --dataset=cifar10lt --class_im_ratio=0.01 --percent_labeled=0.1 \
+    --fold=1 --num_epoch=64 --num_generation=6 --sched_level=1 \
+    --dalign_t=0.5 --how_dalign=adaptive --do_distalign=True
+
+Exit codes: 0 done, 2 bad input (flags, data, run directory), 1 other errors.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from crest import flags as crest_flags
+from crest.errors import UserError
+
+FLAGS = flags.FLAGS
+
+
+def build_config(flag_values: flags.FlagValues = FLAGS):
+  """The validated config of these flags, with the data it needs.
+
+  Returns: (config, data, strategy).
+  """
+  from crest import config as config_lib  # pylint: disable=g-import-not-at-top
+  from crest import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+  from data import registry as data_registry  # pylint: disable=g-import-not-at-top
+  from data.base import DataArgs  # pylint: disable=g-import-not-at-top
+
+  values, present = crest_flags.values_from_flags(flag_values)
+  cfg = crest_flags.config_from_values(values, present)
+  config_lib.validate(cfg)  # Cheap checks first, before any work.
+  strategy = strategy_lib.make_strategy(cfg.cpu_replicas)
+  config_lib.validate(cfg, num_replicas=strategy.num_replicas_in_sync)
+  args = DataArgs(dataset=cfg.dataset, ml_data=cfg.ml_data,
+                  class_im_ratio=cfg.class_im_ratio,
+                  percent_labeled=cfg.percent_labeled,
+                  num_labeled=cfg.num_labeled, is_balanced=cfg.is_balanced,
+                  fold=cfg.fold, darp_n1=cfg.darp_n1, darp_m1=cfg.darp_m1,
+                  data_file=cfg.data_file)
+  data = data_registry.load(args)
+  if 'input_shape' not in present:
+    cfg = cfg.replace(input_shape=data.image_shape)
+  elif tuple(cfg.input_shape) != data.image_shape:
+    raise UserError(f'--input_shape={",".join(map(str, cfg.input_shape))} '
+                    f'does not match the data ({cfg.dataset} has images of '
+                    f'shape {",".join(map(str, data.image_shape))}); drop '
+                    'the flag or set it to the data\'s shape.')
+  return cfg, data, strategy
+
+
+def main(argv: List[str]) -> Optional[int]:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from crest import generations  # pylint: disable=g-import-not-at-top
+    from crest import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+    if FLAGS.deterministic:
+      tf.config.experimental.enable_op_determinism()
+    cfg, data, strategy = build_config()
+    records = generations.run(cfg, strategy, data,
+                              is_chief=strategy_lib.is_chief(strategy))
+  except UserError as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  last = records[-1]
+  logging.info('Done: %d generation(s); final EMA test accuracy %.4f.',
+               len(records), last['test_accuracy'])
+  return 0
+
+
+def run() -> None:
+  crest_flags.define_flags(FLAGS)
+  app.run(lambda argv: sys.exit(main(argv) or 0))
+
+
+if __name__ == '__main__':
+  run()
