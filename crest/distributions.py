@@ -33,14 +33,17 @@ def update_p_model_history(history: tf.Tensor,
   Args:
     history: float32 [H, K].
     batch_probs: float32 [B, K], probabilities of this batch (before
-      alignment), or already-reduced means [1, K].
+      alignment); or an already-computed (e.g. all-reduced) batch mean,
+      either [1, K] or [K].
 
   Returns:
     float32 [H, K].
   """
   history = tf.convert_to_tensor(history, tf.float32)
-  mean = tf.reduce_mean(tf.convert_to_tensor(batch_probs, tf.float32),
-                        axis=0, keepdims=True)
+  batch_probs = tf.convert_to_tensor(batch_probs, tf.float32)
+  if batch_probs.shape.rank == 1:
+    batch_probs = batch_probs[tf.newaxis, :]
+  mean = tf.reduce_mean(batch_probs, axis=0, keepdims=True)
   return tf.concat([history[1:], mean], axis=0)
 
 
@@ -102,7 +105,8 @@ def kl_uniform(p: tf.Tensor) -> tf.Tensor:
     p: float32 [K], a distribution with positive entries.
 
   Returns:
-    float32 scalar; 0 for the uniform distribution.
+    float32 scalar; 0 for the uniform distribution, inf if some p_k = 0
+    (never the case for the running distributions, which start uniform).
   """
   p = tf.convert_to_tensor(p, tf.float32)
   k = tf.cast(tf.shape(p)[-1], tf.float32)

@@ -18,6 +18,9 @@ def test_p_model_history_order_and_mean():
   np.testing.assert_allclose(new[:-1], hist[1:])         # oldest dropped
   expected = (127 * 0.25 + np.array([0.5, 0.5, 0, 0])) / 128
   np.testing.assert_allclose(dist.p_model(new), expected, rtol=1e-6)
+  # An already-reduced mean, [K] or [1, K], gives the same update.
+  for mean in (tf.constant([0.5, 0.5, 0, 0]), tf.constant([[0.5, 0.5, 0, 0]])):
+    np.testing.assert_allclose(dist.update_p_model_history(hist, mean), new)
   # After 128 identical updates the uniform start is gone entirely.
   for _ in range(dist.P_MODEL_HISTORY):
     new = dist.update_p_model_history(new, batch)
