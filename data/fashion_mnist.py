@@ -17,7 +17,7 @@ balanced 10,000-image test file.
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 from absl import logging
@@ -44,13 +44,16 @@ HINT = ('Put the four files from https://github.com/zalandoresearch/'
 
 
 def search_dirs(ml_data: str,
-                system_dirs: Sequence[str] = SYSTEM_DIRS) -> List[str]:
-  """Directories searched, in order."""
+                system_dirs: Optional[Sequence[str]] = None) -> List[str]:
+  """Directories searched, in order (`system_dirs` None: SYSTEM_DIRS)."""
+  if system_dirs is None:
+    system_dirs = SYSTEM_DIRS
   dirs = [os.path.join(ml_data, SUBDIR)] if ml_data else []
   return dirs + list(system_dirs)
 
 
-def find_files(ml_data: str, system_dirs: Sequence[str] = SYSTEM_DIRS) -> dict:
+def find_files(ml_data: str,
+               system_dirs: Optional[Sequence[str]] = None) -> dict:
   """Paths of the four files, from the first directory that has all of them.
 
   Raises:
@@ -73,7 +76,7 @@ def find_files(ml_data: str, system_dirs: Sequence[str] = SYSTEM_DIRS) -> dict:
 
 
 def load(args: base.DataArgs,
-         system_dirs: Sequence[str] = SYSTEM_DIRS) -> base.SSLData:
+         system_dirs: Optional[Sequence[str]] = None) -> base.SSLData:
   """Loads long-tailed Fashion-MNIST for `args.class_im_ratio`."""
   paths = find_files(args.ml_data, system_dirs)
   arrays = {key: idx.read_idx(path, 3 if key.endswith('images') else 1, HINT)
