@@ -134,13 +134,21 @@ def test_augment_parity_unavailable(tmp_path, monkeypatch):
 
 
 def test_script_runs_from_repo_root(tmp_path):
-  _copy(tmp_path, 'lr_schedule.npz')
+  # splits_and_selection is pure NumPy, so the subprocess needs no TensorFlow
+  # and stays fast; it still exercises the script's own sys.path set-up.
+  _copy(tmp_path, 'splits_and_selection.npz')
   proc = subprocess.run(
       [sys.executable, 'scripts/check_parity.py', str(tmp_path),
-       'lr_schedule.npz', 'splits_and_selection.npz'], cwd=ROOT,
+       'splits_and_selection.npz', 'lr_schedule.npz'], cwd=ROOT,
       capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode == 1, proc.stdout + proc.stderr
-  assert 'OK   lr_schedule.npz: 6 / 6 cases passed' in proc.stdout
-  assert 'FAIL splits_and_selection.npz' in proc.stdout
+  assert 'OK   splits_and_selection.npz: 12 / 12 cases passed' in proc.stdout
+  assert 'FAIL lr_schedule.npz' in proc.stdout
   assert 'missing' in proc.stdout
-  assert 'PARITY FAILED: splits_and_selection.npz' in proc.stdout
+  assert 'PARITY FAILED: lr_schedule.npz' in proc.stdout
+  proc = subprocess.run(
+      [sys.executable, 'scripts/check_parity.py', str(tmp_path),
+       'splits_and_selection'], cwd=ROOT, capture_output=True, text=True,
+      timeout=120, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert 'PARITY OK: 1 file(s), 12 cases' in proc.stdout
