@@ -1,0 +1,164 @@
+"""End to end: two CReST+ generations on synthetic data, records and resume."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from crest import generations
+from crest import selection
+from crest.config import Config
+from crest.errors import UserError
+from data import registry as data_registry
+from data.base import DataArgs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RECORD_KEYS = {
+    'generation', 'alignment_temperature', 'num_labeled',
+    'num_pseudo_labeled', 'test_accuracy', 'test_per_class_recall',
+    'unlabeled_predicted_per_class', 'picked_per_class',
+    'picked_correct_per_class'}
+
+
+def _config(model_dir, **kw):
+  base = dict(method='fixmatch', dataset='synthetic_tiny', net_arch='small',
+              num_epoch=2, num_batch=3, num_generation=2, batch_size=8,
+              unlab_ratio=2, percent_labeled=0.3, do_distalign=True,
+              how_dalign='adaptive', dalign_t=0.5, model_dir=str(model_dir),
+              ema_decay=0.5, threshold=0.5, eval_batch_size=128,
+              progress=False, seed=3)
+  base.update(kw)
+  return Config(**base)
+
+
+def _data(cfg):
+  return data_registry.load(DataArgs(
+      dataset=cfg.dataset, class_im_ratio=cfg.class_im_ratio,
+      percent_labeled=cfg.percent_labeled, fold=cfg.fold))
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  cfg = _config(tmp_path_factory.mktemp('run'))
+  data = _data(cfg)
+  strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+  recs = generations.run(cfg, strategy, data)
+  run_dir = os.path.join(cfg.model_dir, os.listdir(cfg.model_dir)[0])
+  while 'config.json' not in os.listdir(run_dir):
+    run_dir = os.path.join(run_dir, os.listdir(run_dir)[0])
+  return cfg, data, strategy, recs, run_dir
+
+
+def test_records_and_files(finished_run):
+  cfg, data, _, recs, run_dir = finished_run
+  k = data.num_classes
+  assert json.load(open(os.path.join(run_dir, 'config.json')))['seed'] == 3
+  gen_dirs = sorted(d for d in os.listdir(run_dir) if d.startswith('gen_'))
+  # CReST+ adaptive temperatures: 1.0 then dalign_t.
+  assert gen_dirs == ['gen_00_t1.00', 'gen_01_t0.50']
+  for g, name in enumerate(gen_dirs):
+    gdir = os.path.join(run_dir, name)
+    rec = json.load(open(os.path.join(gdir, 'generation.json')))
+    assert RECORD_KEYS <= set(rec)
+    assert rec == json.loads(json.dumps(recs[g]))
+    assert rec['generation'] == g
+    assert rec['alignment_temperature'] == pytest.approx([1.0, 0.5][g])
+    assert 0.0 <= rec['test_accuracy'] <= 1.0
+    assert len(rec['test_per_class_recall']) == k
+    # The selection formula against the recorded counts.
+    expected = selection.picks_per_class(
+        np.array(rec['unlabeled_predicted_per_class']), data.gt_p_data,
+        cfg.alpha, cfg.update_mode)
+    assert rec['picked_per_class'] == expected.tolist()
+    assert sum(rec['unlabeled_predicted_per_class']) == len(
+        data.unlabeled_positions)
+    assert all(0 <= c <= p for c, p in zip(rec['picked_correct_per_class'],
+                                          rec['picked_per_class']))
+    for sub in ('ckpt', 'tb', 'stats'):
+      assert os.listdir(os.path.join(gdir, sub)), sub
+    stats = json.load(open(os.path.join(gdir, 'stats', 'acc.test.ema.json')))
+    assert set(stats) == {'last1', 'last10', 'last20', 'last50'}
+    summary = json.load(open(os.path.join(gdir, 'stats', 'summary.json')))
+    assert 'acc.test.ema' in summary
+    per_class = json.load(open(os.path.join(
+        gdir, 'stats', 'per_class_acc.test.ema.json')))
+    assert len(per_class['last1']) == k  # The original wrote these empty.
+
+
+def test_labeled_sets_follow_the_reference_order(finished_run):
+  _, data, _, recs, run_dir = finished_run
+  lab0 = np.load(os.path.join(run_dir, 'gen_00_t1.00', 'labeled_set.npz'))
+  np.testing.assert_array_equal(lab0['positions'], data.labeled_positions)
+  np.testing.assert_array_equal(
+      lab0['labels'], data.train_labels[data.labeled_positions])
+  picks = np.load(os.path.join(run_dir, 'gen_00_t1.00', 'picks.npz'))
+  lab1 = np.load(os.path.join(run_dir, 'gen_01_t0.50', 'labeled_set.npz'))
+  p = len(picks['positions'])
+  assert p == sum(recs[0]['picked_per_class']) == recs[1][
+      'num_pseudo_labeled']
+  # Picks first (class 0 first), then the original labeled set.
+  np.testing.assert_array_equal(lab1['positions'][:p], picks['positions'])
+  np.testing.assert_array_equal(lab1['labels'][:p], picks['labels'])
+  assert np.all(np.diff(picks['labels']) >= 0)
+  np.testing.assert_array_equal(lab1['positions'][p:], data.labeled_positions)
+  assert set(picks['positions']) <= set(data.unlabeled_positions)
+  correct = np.bincount(
+      picks['labels'][picks['labels'] == data.train_labels[
+          picks['positions']]], minlength=data.num_classes)
+  assert correct.tolist() == recs[0]['picked_correct_per_class']
+
+
+def test_rerun_skips_finished_generations(finished_run):
+  cfg, data, strategy, recs, run_dir = finished_run
+  path = os.path.join(run_dir, 'gen_01_t0.50', 'generation.json')
+  mtime = os.path.getmtime(path)
+  again = generations.run(cfg.replace(progress=True), strategy, data)
+  assert again == [json.loads(json.dumps(r)) for r in recs]
+  assert os.path.getmtime(path) == mtime
+
+
+def test_rerun_with_another_config_names_the_flags(finished_run):
+  cfg, data, strategy, _, _ = finished_run
+  changed = cfg.replace(threshold=0.7, weight_unsup=2.0)
+  # Threshold and weight are part of the run's name; file_suffix is not a
+  # flag that changes results, so pin the directory by editing its config.
+  run_dir = os.path.join(cfg.model_dir,
+                         generations.config_lib.run_name(changed))
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+    json.dump(cfg.replace(weight_decay=0.1).to_dict(), f)
+  with pytest.raises(UserError) as e:
+    generations.prepare_run_dir(changed)
+  msg = str(e.value)
+  assert '--threshold' in msg and '--weight_decay' in msg
+  assert '--force_init' in msg
+
+
+def test_command_line_end_to_end(tmp_path):
+  """The real entry point: one generation, exit code 0, records written."""
+  cmd = [sys.executable, '-m', 'train_and_eval_loop',
+         f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
+         '--net_arch=small', '--num_epoch=1', '--num_batch=2',
+         '--num_generation=1', '--batch_size=8', '--unlab_ratio=1',
+         '--percent_labeled=0.3', '--progress=false', '--eval_batch_size=64']
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                        timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  found = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs
+           if f == 'generation.json']
+  assert len(found) == 1
+
+
+def test_command_line_bad_flag_exits_2(tmp_path):
+  cmd = [sys.executable, '-m', 'train_and_eval_loop',
+         f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
+         '--sched_type=exponential']
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 2
+  assert '--sched_type' in proc.stderr and 'halfcos' in proc.stderr
+  assert not os.listdir(tmp_path)
