@@ -62,8 +62,11 @@ def apply_table(images: tf.Tensor, table: np.ndarray) -> tf.Tensor:
 
 def to_float(images: tf.Tensor, encoding: Encoding = Encoding.SCALED
             ) -> tf.Tensor:
-  """uint8 [N, H, W, C] -> float32 [N, H, W, C] in [-1, 1], as the original."""
-  x = tf.cast(images, tf.float32)
-  if encoding is Encoding.SCALED:
-    return (2.0 / 255.0) * x - 1.0
-  return x / 127.5 - 1.0
+  """uint8 [N, H, W, C] -> float32 [N, H, W, C] in [-1, 1], as the original.
+
+  A lookup of the 256 values computed once in IEEE float32, so the result is
+  the same eagerly, in tf.function and in tf.data (graph rewrites of a
+  division by a constant can otherwise change the last bit).
+  """
+  table = tf.constant(_decode_np(np.arange(256), encoding), tf.float32)
+  return tf.gather(table, tf.cast(images, tf.int32))

@@ -1,0 +1,43 @@
+"""Cutout as the original: a square of half the side, clipped at the border.
+
+The centre is round(U[0, H)) by round(U[0, W)) (round half to even, so 0 and
+H are half as likely as the others); rows [max(0, cy - s), min(H, cy + s)) and
+the same for columns are cut, with s = max(1, scale * side) // 2 (8 at 32, 7
+at 28). Cut pixels become 0 in [-1, 1] space (mid-grey).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def draw_centres(n: tf.Tensor, height: int, width: int, seed: tf.Tensor
+                ) -> tf.Tensor:
+  """float32 [n, 2] (row, column) centres, round(U[0, side))."""
+  u = tf.random.stateless_uniform([n, 2], seed)
+  return tf.round(u * tf.constant([height, width], tf.float32))
+
+
+def cutout_mask(n: tf.Tensor, height: int, width: int, seed: tf.Tensor,
+                scale: float = 0.5) -> tf.Tensor:
+  """Random Cutout regions.
+
+  Args:
+    n: batch size.
+    height: image height.
+    width: image width.
+    seed: int [2].
+    scale: side of the square as a fraction of the image side.
+
+  Returns:
+    bool [n, H, W, 1], True inside the cut square.
+  """
+  sides = tf.constant([height, width], tf.float32)
+  centre = draw_centres(n, height, width, seed)
+  half = tf.math.floordiv(tf.maximum(1.0, sides * scale), 2.0)
+  lower = tf.cast(tf.maximum(0.0, centre - half), tf.int32)
+  upper = tf.cast(tf.minimum(sides, centre + half), tf.int32)
+  r = tf.range(height)[None]
+  c = tf.range(width)[None]
+  in_rows = (r >= lower[:, :1]) & (r < upper[:, :1])  # [n, H]
+  in_cols = (c >= lower[:, 1:]) & (c < upper[:, 1:])  # [n, W]
+  return (in_rows[:, :, None] & in_cols[:, None, :])[..., None]

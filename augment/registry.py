@@ -1,0 +1,58 @@
+"""Augmentation specs by short key: `build`, `names`, `validate`.
+
+A spec concatenates keys applied in order: d (shift), h (flip), ra / rc / rg
+(RandAugment over all / colour / geometric ops), c (Cutout); x alone means no
+augmentation. `build(spec, image_size)` returns an AugmentFn mapping uint8
+[N, H, W, C] and an int [2] seed to float32 [N, H, W, C] in [-1, 1].
+"""
+from __future__ import annotations
+
+from typing import Callable, List
+
+import tensorflow as tf
+
+from augment import pipeline
+from augment import spec as spec_lib
+from crest.errors import ConfigError
+
+AugmentFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+MIN_IMAGE_SIZE = 8
+
+
+def names() -> List[str]:
+  """The valid keys: ['d', 'h', 'ra', 'rc', 'rg', 'c', 'x']."""
+  return list(spec_lib.KEYS)
+
+
+def validate(spec: str) -> None:
+  """Raises ConfigError (a ValueError) if `spec` is not a valid spec."""
+  spec_lib.parse(spec)
+
+
+def build(spec: str, image_size: int, *,
+          emulate_wrap_rounding: bool = True) -> AugmentFn:
+  """Builds the augmentation a spec names.
+
+  Args:
+    spec: e.g. 'dh', 'dhrac', 'x'.
+    image_size: side of the square images (32 for CIFAR, 28 for
+      Fashion-MNIST); sets the shift pad, Cutout size and translations.
+    emulate_wrap_rounding: reproduce the original's float32 round trip around
+      RandAugment (default; see README). False keeps pixels exact.
+
+  Returns:
+    AugmentFn(images uint8 [N, H, W, C], seed int [2]) -> float32
+    [N, H, W, C] in [-1, 1]; stateless and deterministic in (images, seed).
+
+  Raises:
+    ConfigError: a bad spec or image size.
+  """
+  keys = spec_lib.parse(spec)
+  if isinstance(image_size, bool) or not isinstance(image_size, int) or (
+      image_size < MIN_IMAGE_SIZE):
+    raise ConfigError(f'Augmentation image size must be an integer >= '
+                      f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
+                      'side of the (square) input images, e.g. 32.')
+  return pipeline.Augmenter(spec, keys, image_size,
+                            emulate_wrap_rounding=emulate_wrap_rounding)
