@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import tempfile
+import zlib
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -143,16 +145,29 @@ def decode_png(images: np.ndarray, path: str, hint: str = '',
   return out
 
 
-def encode_png(images: np.ndarray) -> List[bytes]:
-  """Images uint8 [N, H, W, C] (C 1 or 3) -> PNG bytes."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  out = []
-  for img in np.asarray(images, np.uint8):
-    buf = io.BytesIO()
-    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(
-        buf, format='PNG', compress_level=6)
-    out.append(buf.getvalue())
-  return out
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+  return (struct.pack('>I', len(data)) + kind + data +
+          struct.pack('>I', zlib.crc32(kind + data)))
+
+
+def encode_png(images: np.ndarray, level: int = 6) -> List[bytes]:
+  """Images uint8 [N, H, W, C] (C 1 or 3) -> PNG bytes.
+
+  A minimal PNG writer (8-bit greyscale or RGB, filter type 0 on every row,
+  one zlib-compressed IDAT chunk), several times faster than PIL for small
+  images; any PNG reader decodes it.
+  """
+  images = np.asarray(images, np.uint8)
+  n, h, w, c = images.shape
+  if c not in (1, 3):
+    raise ValueError(f'PNG images need 1 or 3 channels, got {c}')
+  rows = np.zeros((n, h, 1 + w * c), np.uint8)  # Leading 0: filter "None".
+  rows[:, :, 1:] = images.reshape(n, h, w * c)
+  head = b'\x89PNG\r\n\x1a\n' + _png_chunk(
+      b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0 if c == 1 else 2, 0, 0, 0))
+  end = _png_chunk(b'IEND', b'')
+  return [head + _png_chunk(b'IDAT', zlib.compress(r.tobytes(), level)) + end
+          for r in rows]
 
 
 def _varint(value: int) -> bytes:

@@ -297,3 +297,19 @@ def test_hand_serialized_example_equals_tf_example(image, label):
       'image': tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
       'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
   assert parsed == want
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_png_encoding_is_read_by_pil_and_tf(channels):
+  import io
+  from PIL import Image
+  images = np.random.default_rng(5).integers(0, 256, (4, 7, 5, channels),
+                                             dtype=np.uint8)
+  for image, png in zip(images, records.encode_png(images)):
+    with Image.open(io.BytesIO(png)) as im:
+      assert im.format == 'PNG'
+      np.testing.assert_array_equal(np.asarray(im).reshape(image.shape), image)
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+  back = records.decode_png(np.array(records.encode_png(images), object), 'x',
+                            shape=(7, 5, channels))
+  np.testing.assert_array_equal(back, images)
