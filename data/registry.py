@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 from typing import List, Optional
 
 from crest import errors
@@ -78,7 +79,8 @@ def validate(args: base.DataArgs) -> None:
   """
   entry = _entry(args.dataset)
   name = args.dataset
-  if not isinstance(args.fold, int) or not 0 <= args.fold < 2 ** 32:
+  if (not isinstance(args.fold, numbers.Integral) or isinstance(args.fold, bool)
+      or not 0 <= args.fold < 2 ** 32):
     raise errors.ConfigError(
         f'--fold={args.fold!r} must be an integer in [0, 2**32).')
   if entry.kind in (_LT, _NPZ):
@@ -99,12 +101,14 @@ def validate(args: base.DataArgs) -> None:
           f'(e.g. 100 or 150).')
     for flag in ('darp_n1', 'darp_m1'):
       value = getattr(args, flag)
-      if value is not None and (not isinstance(value, int) or value < 1):
+      if value is not None and (not isinstance(value, numbers.Integral)
+                                or value < 1):
         raise errors.ConfigError(
             f'--{flag}={value!r} must be a positive integer (or unset for the '
             f"dataset's default).")
   if entry.kind == _BALANCED and (
-      not isinstance(args.num_labeled, int) or args.num_labeled < 1):
+      not isinstance(args.num_labeled, numbers.Integral)
+      or args.num_labeled < 1):
     raise errors.ConfigError(
         f'--num_labeled={args.num_labeled!r} must be a positive integer '
         f'(labeled examples per class) for dataset {name!r}.')

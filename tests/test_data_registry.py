@@ -10,9 +10,10 @@ from data import synthetic
 
 
 def test_names_lists_synthetic_and_is_sorted():
-  got = registry.names()
-  assert 'synthetic' in got and 'synthetic_tiny' in got
-  assert got == sorted(got)
+  assert registry.names() == [
+      'cifar10', 'cifar100', 'cifar100lt', 'cifar100ltdarp', 'cifar10lt',
+      'cifar10ltdarp', 'fashionmnistlt', 'npz', 'npzlt', 'synthetic',
+      'synthetic_tiny']
 
 
 def test_unknown_dataset_names_the_choices():
@@ -29,10 +30,16 @@ def test_unknown_dataset_names_the_choices():
     (dict(percent_labeled=0.0), 'percent_labeled'),
     (dict(percent_labeled=1.5), 'percent_labeled'),
     (dict(fold=-1), 'fold'),
+    (dict(fold=1.5), 'fold'),
+    (dict(fold=2 ** 32), 'fold'),
 ])
 def test_validate_rejects_bad_values(kwargs, needle):
   with pytest.raises(errors.ConfigError, match=needle):
     registry.validate(base.DataArgs('synthetic', **kwargs))
+
+
+def test_validate_accepts_numpy_integers():
+  registry.validate(base.DataArgs('synthetic', fold=np.int64(3)))
 
 
 def test_synthetic_counts_split_and_prior():
