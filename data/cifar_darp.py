@@ -41,8 +41,9 @@ def load(args: base.DataArgs) -> base.SSLData:
   k = NUM_CLASSES[args.dataset]
   gamma = args.class_im_ratio
   n1, m1 = n1_m1(args, k)
-  hint = (f'{layout.prepare_command(k)} --darp_gamma='
-          f'{layout.number_name(gamma)} --darp_n1={n1} --darp_m1={m1}')
+  hint = layout.prepare_command(
+      k, f'--darp_gamma={layout.number_name(gamma)} --darp_n1={n1} '
+      f'--darp_m1={m1}')
   root = layout.require_root(args.ml_data, args.dataset, hint)
   paths = layout.find_darp_paths(root, k, gamma)
   lab_images, lab_labels = cifar_lt.read_raw_file(paths['labeled'], k, hint)

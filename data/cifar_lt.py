@@ -25,8 +25,8 @@ NUM_CLASSES = {'cifar10lt': 10, 'cifar100lt': 100}
 def load(args: base.DataArgs) -> base.SSLData:
   """Loads `cifar10lt` / `cifar100lt` for `args.class_im_ratio`."""
   k = NUM_CLASSES[args.dataset]
-  hint = (f'{layout.prepare_command(k)} '
-          f'--class_im_ratio={layout.number_name(args.class_im_ratio)}')
+  hint = layout.prepare_command(
+      k, f'--class_im_ratio={layout.number_name(args.class_im_ratio)}')
   root = layout.require_root(args.ml_data, args.dataset, hint)
   directory = layout.find_lt_dir(root, k, args.class_im_ratio)
   train_path = os.path.join(directory, 'train.tfrecords')

@@ -33,10 +33,16 @@ def number_name(value: float) -> str:
   return repr(value)
 
 
-def prepare_command(num_classes: int) -> str:
-  """The command that writes the CIFAR files of this dataset."""
+def prepare_command(num_classes: int, extra: str = '') -> str:
+  """The command that writes the CIFAR files of this dataset.
+
+  Args:
+    num_classes: 10 or 100.
+    extra: more flags, e.g. '--class_im_ratio=0.01'.
+  """
+  extra = f' {extra}' if extra else ''
   return (f'python scripts/prepare_cifar.py --archive={ARCHIVES[num_classes]}'
-          f' --ml_data=$ML_DATA (add --download to fetch the archive)')
+          f' --ml_data=$ML_DATA{extra} (add --download to fetch the archive)')
 
 
 def require_root(ml_data: str, dataset: str, hint: str) -> str:
@@ -135,12 +141,13 @@ def find_lt_dir(root: str, num_classes: int, ratio: float) -> str:
   name = match_value(found, ratio)
   if name is not None:
     return os.path.join(parent, prefix + name)
-  have = ', '.join(found.values()) or 'none'
+  have = (f'Ratios present in {parent}: {", ".join(found.values())}. Use one '
+          f'of those, or prepare this ratio: ' if found else
+          f'No ratio is present in {parent}; prepare this one: ')
   raise errors.DataError(
       f'No long-tailed CIFAR-{num_classes} files for --class_im_ratio={ratio}:'
-      f' expected the directory {exact}. Ratios present in {parent}: {have}. '
-      f'Use one of those, or prepare this ratio: '
-      f'{prepare_command(num_classes)} --class_im_ratio={number_name(ratio)}.')
+      f' expected the directory {exact}. {have}'
+      f'{prepare_command(num_classes, "--class_im_ratio=" + number_name(ratio))}.')
 
 
 def find_darp_paths(root: str, num_classes: int,
@@ -163,9 +170,10 @@ def find_darp_paths(root: str, num_classes: int,
                 os.path.join(parent, os.path.basename(v).replace(
                     f'-{number_name(gamma)}-', f'-{name}-', 1)))
             for k, v in paths.items()}
-  have = ', '.join(found.values()) or 'none'
+  have = (f'Gammas present in {parent}: {", ".join(found.values())}. Use one '
+          f'of those, or prepare this gamma: ' if found else
+          f'No gamma is present in {parent}; prepare this one: ')
   raise errors.DataError(
       f'No DARP CIFAR-{num_classes} files for gamma --class_im_ratio={gamma}:'
-      f' expected {paths["labeled"]}. Gammas present in {parent}: {have}. '
-      f'Use one of those, or prepare this gamma: '
-      f'{prepare_command(num_classes)} --darp_gamma={number_name(gamma)}.')
+      f' expected {paths["labeled"]}. {have}'
+      f'{prepare_command(num_classes, "--darp_gamma=" + number_name(gamma))}.')

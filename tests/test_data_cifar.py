@@ -313,3 +313,17 @@ def test_png_encoding_is_read_by_pil_and_tf(channels):
   back = records.decode_png(np.array(records.encode_png(images), object), 'x',
                             shape=(7, 5, channels))
   np.testing.assert_array_equal(back, images)
+
+
+def test_no_files_at_all_says_how_to_prepare(tmp_path):
+  with pytest.raises(errors.DataError) as info:
+    registry.load(base.DataArgs('cifar100lt', ml_data=str(tmp_path),
+                                class_im_ratio=0.01))
+  msg = str(info.value)
+  assert 'No ratio is present' in msg
+  assert ('python scripts/prepare_cifar.py --archive=cifar-100-python.tar.gz '
+          '--ml_data=$ML_DATA --class_im_ratio=0.01') in msg
+  with pytest.raises(errors.DataError, match='No gamma is present.*'
+                     '--darp_gamma=150'):
+    registry.load(base.DataArgs('cifar10ltdarp', ml_data=str(tmp_path),
+                                class_im_ratio=150))
