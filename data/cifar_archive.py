@@ -39,13 +39,15 @@ def _allowed_globals() -> Dict[Tuple[str, str], object]:
     from numpy._core import multiarray  # pylint: disable=g-import-not-at-top
   except ImportError:  # NumPy 1.x.
     from numpy.core import multiarray  # pylint: disable=g-import-not-at-top
+  reconstruct = multiarray._reconstruct  # pylint: disable=protected-access
+  reconstructor = copyreg._reconstructor  # pylint: disable=protected-access
   return {
-      ('numpy.core.multiarray', '_reconstruct'): multiarray._reconstruct,  # pylint: disable=protected-access
-      ('numpy._core.multiarray', '_reconstruct'): multiarray._reconstruct,  # pylint: disable=protected-access
+      ('numpy.core.multiarray', '_reconstruct'): reconstruct,
+      ('numpy._core.multiarray', '_reconstruct'): reconstruct,
       ('numpy', 'ndarray'): np.ndarray,
       ('numpy', 'dtype'): np.dtype,
-      ('copy_reg', '_reconstructor'): copyreg._reconstructor,  # pylint: disable=protected-access
-      ('copyreg', '_reconstructor'): copyreg._reconstructor,  # pylint: disable=protected-access
+      ('copy_reg', '_reconstructor'): reconstructor,
+      ('copyreg', '_reconstructor'): reconstructor,
   }
 
 
@@ -60,9 +62,10 @@ class SafeUnpickler(pickle.Unpickler):
     allowed = _allowed_globals()
     if (module, name) in allowed:
       return allowed[(module, name)]
+    names = ', '.join(sorted(f'{m}.{n}' for m, n in allowed))
     raise UnsafePickleError(
         f'refusing to load the global {module}.{name}: a CIFAR batch only '
-        f'needs numpy array reconstruction ({", ".join(sorted(f"{m}.{n}" for m, n in allowed))})')
+        f'needs numpy array reconstruction ({names})')
 
 
 def safe_load(data: bytes) -> object:

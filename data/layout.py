@@ -144,10 +144,11 @@ def find_lt_dir(root: str, num_classes: int, ratio: float) -> str:
   have = (f'Ratios present in {parent}: {", ".join(found.values())}. Use one '
           f'of those, or prepare this ratio: ' if found else
           f'No ratio is present in {parent}; prepare this one: ')
+  command = prepare_command(num_classes,
+                            f'--class_im_ratio={number_name(ratio)}')
   raise errors.DataError(
       f'No long-tailed CIFAR-{num_classes} files for --class_im_ratio={ratio}:'
-      f' expected the directory {exact}. {have}'
-      f'{prepare_command(num_classes, "--class_im_ratio=" + number_name(ratio))}.')
+      f' expected the directory {exact}. {have}{command}.')
 
 
 def find_darp_paths(root: str, num_classes: int,
@@ -173,7 +174,7 @@ def find_darp_paths(root: str, num_classes: int,
   have = (f'Gammas present in {parent}: {", ".join(found.values())}. Use one '
           f'of those, or prepare this gamma: ' if found else
           f'No gamma is present in {parent}; prepare this one: ')
+  command = prepare_command(num_classes, f'--darp_gamma={number_name(gamma)}')
   raise errors.DataError(
       f'No DARP CIFAR-{num_classes} files for gamma --class_im_ratio={gamma}:'
-      f' expected {paths["labeled"]}. {have}'
-      f'{prepare_command(num_classes, "--darp_gamma=" + number_name(gamma))}.')
+      f' expected {paths["labeled"]}. {have}{command}.')
