@@ -86,17 +86,55 @@ def sharpen(probs: tf.Tensor, temperature: float) -> tf.Tensor:
   return _normalise(tf.pow(probs, 1.0 / temperature))
 
 
+def pseudo_targets_from_probs(probs: tf.Tensor, *, p_model: tf.Tensor,
+                              p_data: tf.Tensor, gt_p_data: tf.Tensor,
+                              do_distalign: bool, how_dalign: Optional[str],
+                              dalign_t: Scalar, threshold: float,
+                              temperature: float
+                              ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Pseudo-targets from class probabilities (e.g. MixMatch's view average).
+
+  If `do_distalign`, `probs` is aligned to
+  `alignment_target(p_data, gt_p_data, how_dalign, dalign_t)`. The mask is
+  `max(probs) >= threshold` and the target is `sharpen(probs, temperature)`,
+  both on the aligned probabilities. No gradient flows through the outputs.
+
+  Args:
+    probs: float32 [B, K], rows sum to 1.
+    p_model: float32 [K], running model distribution (see
+      `crest.distributions.p_model`).
+    p_data: float32 [K], running labeled distribution.
+    gt_p_data: float32 [K], known class prior.
+    do_distalign: whether to align.
+    how_dalign: None, 'constant' or 'adaptive'.
+    dalign_t: float or scalar tensor, the generation's alignment temperature.
+    threshold: confidence threshold in [0, 1].
+    temperature: sharpening temperature (0: hard one-hot).
+
+  Returns:
+    (target float32 [B, K], mask float32 [B] of 0/1, probs float32 [B, K]
+    the (aligned) probabilities the mask was computed on).
+  """
+  probs = tf.stop_gradient(tf.convert_to_tensor(probs, tf.float32))
+  if do_distalign:
+    target_dist = alignment_target(p_data, gt_p_data, how_dalign, dalign_t)
+    probs = align_probs(probs, p_model, target_dist)
+  mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, tf.float32)
+  target = sharpen(probs, temperature)
+  return target, mask, probs
+
+
 def pseudo_targets(logits: tf.Tensor, *, p_model: tf.Tensor,
                    p_data: tf.Tensor, gt_p_data: tf.Tensor,
                    do_distalign: bool, how_dalign: Optional[str],
                    dalign_t: Scalar, threshold: float, temperature: float
                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """FixMatch / MixMatch pseudo-targets from (weak-view) logits.
+  """FixMatch pseudo-targets from (weak-view) logits.
 
-  `probs = softmax(logits)`; if `do_distalign`, `probs` is aligned to
-  `alignment_target(p_data, gt_p_data, how_dalign, dalign_t)`. The mask is
-  `max(probs) >= threshold` and the target is `sharpen(probs, temperature)`,
-  both on the aligned probabilities. No gradient flows through the outputs.
+  `probs = softmax(logits)`, then `pseudo_targets_from_probs(probs, ...)`:
+  optional distribution alignment, the mask `max(probs) >= threshold` and the
+  target `sharpen(probs, temperature)`, both on the aligned probabilities. No
+  gradient flows through the outputs.
 
   Args:
     logits: float32 [B, K].
@@ -115,10 +153,7 @@ def pseudo_targets(logits: tf.Tensor, *, p_model: tf.Tensor,
     the (aligned) probabilities the mask was computed on).
   """
   logits = tf.stop_gradient(tf.convert_to_tensor(logits, tf.float32))
-  probs = tf.nn.softmax(logits, axis=-1)
-  if do_distalign:
-    target_dist = alignment_target(p_data, gt_p_data, how_dalign, dalign_t)
-    probs = align_probs(probs, p_model, target_dist)
-  mask = tf.cast(tf.reduce_max(probs, axis=-1) >= threshold, tf.float32)
-  target = sharpen(probs, temperature)
-  return target, mask, probs
+  return pseudo_targets_from_probs(
+      tf.nn.softmax(logits, axis=-1), p_model=p_model, p_data=p_data,
+      gt_p_data=gt_p_data, do_distalign=do_distalign, how_dalign=how_dalign,
+      dalign_t=dalign_t, threshold=threshold, temperature=temperature)

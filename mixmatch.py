@@ -1,0 +1,225 @@
+"""MixMatch (Berthelot et al., 2019) for CReST: the loss only.
+
+The original CReST release could not run MixMatch (see the reference's list
+of defects); this is what it set out to do, with these choices:
+
+* Label guessing: the K weak views of each unlabeled example are forwarded in
+  training mode; the pseudo-target is the mean of their softmax
+  (`crest.mixup.average_views`), distribution-aligned like FixMatch (incl.
+  CReST+ temperature), sharpened with `temperature`, and masked by
+  `max(aligned probs) >= threshold` (MixMatch's default threshold 0 keeps
+  all). No gradient flows through the targets.
+* Batch norm: both forward passes (label guessing, then the mixed batch) are
+  in training mode, so batch norm normalises with batch statistics and its
+  moving statistics are updated by both (the weak views are closer to test
+  images than MixUp blends). Labeled and unlabeled rows go through ONE
+  forward pass, so MixMatch's interleaving trick is not needed.
+* MixUp: the pool is [labeled (one-hot); every unlabeled view (its example's
+  pseudo-target)] of the GLOBAL batch, gathered from all replicas in the
+  order one device would see it. One permutation of the pool and one
+  `lambda' = max(lambda, 1 - lambda)`, lambda ~ Beta(mixup_beta, mixup_beta),
+  per pool row (as the original MixMatch code draws it) come from
+  `stats.seed`, so they are identical on every replica and across replica
+  counts; each replica forwards its own rows of the mixed pool.
+  `mixup_beta <= 0` disables mixing.
+* Loss: soft cross-entropy on the mixed labeled rows / global labeled batch;
+  `unsup_loss_type` (default mse) on the mixed unlabeled rows times the mask
+  of the row's own example / (global unlabeled batch x K views) ('full') or
+  max(1, global mask sum) ('quality'); times `weight_unsup` (constant: the
+  reference mentions no ramp-up).
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple, Union
+
+import tensorflow as tf
+
+from crest import losses
+from crest import mixup
+from crest import pseudo_labels
+from crest.methods import LossOutput, LossParams, Stats
+
+
+def views_first(x: tf.Tensor) -> tf.Tensor:
+  """Example-major views to view-major rows.
+
+  Args:
+    x: [N, V, ...].
+
+  Returns:
+    [V * N, ...]; row v * N + i is view v of example i.
+  """
+  perm = [1, 0] + list(range(2, x.shape.rank))
+  x = tf.transpose(x, perm)
+  return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+
+
+def own_rows(replica: tf.Tensor, num_labeled: Union[int, tf.Tensor],
+             num_unlabeled: Union[int, tf.Tensor], num_views: int,
+             num_replicas: int) -> tf.Tensor:
+  """Rows of the global pool that belong to one replica.
+
+  The global pool is [labeled (R * b rows); view 0 of the R * u unlabeled
+  examples; view 1; ...], i.e. the order one device would see, where replica
+  r holds labeled rows [r b, (r + 1) b) and unlabeled examples
+  [r u, (r + 1) u).
+
+  Args:
+    replica: int scalar, the replica id r.
+    num_labeled: b, labeled examples per replica.
+    num_unlabeled: u, unlabeled examples per replica.
+    num_views: V, weak views per unlabeled example.
+    num_replicas: R.
+
+  Returns:
+    int32 [b + V * u]: r's labeled rows, then its unlabeled rows view-major
+    (the order of `views_first` on r's own views).
+  """
+  r = tf.cast(replica, tf.int32)
+  b = tf.cast(num_labeled, tf.int32)
+  u = tf.cast(num_unlabeled, tf.int32)
+  lab = r * b + tf.range(b, dtype=tf.int32)
+  base = num_replicas * b + r * u
+  unl = (base + num_replicas * u * tf.range(num_views, dtype=tf.int32)[:, None]
+         + tf.range(u, dtype=tf.int32)[None, :])
+  return tf.concat([lab, tf.reshape(unl, [-1])], 0)
+
+
+def pool_permutation_and_lambda(size: Union[int, tf.Tensor], beta: float, seed: tf.Tensor
+                                ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The MixUp partner permutation and per-row lambda' of the global pool.
+
+  Args:
+    size: number of rows in the global pool.
+    beta: Beta(beta, beta) parameter; <= 0 gives lambda' = 1 (no mixing).
+    seed: int [2], this step's seed (the same on every replica).
+
+  Returns:
+    (permutation int32 [size], lam float32 [size] in [0.5, 1]).
+  """
+  seeds = tf.random.experimental.stateless_split(
+      tf.cast(seed, tf.int64), num=2)
+  perm = tf.random.experimental.stateless_shuffle(
+      tf.range(size, dtype=tf.int32), seed=seeds[0])
+  lam = mixup.mixup_lambda(beta, [size], seeds[1])
+  return perm, lam
+
+
+def weighted_soft_xe(targets: tf.Tensor, logits: tf.Tensor,
+                     class_weights: tf.Tensor) -> tf.Tensor:
+  """Class-weighted cross-entropy `-sum_k w_k t_k log p_k` of soft targets.
+
+  For one-hot targets it is `w[y] * xe`, FixMatch's `reweight_labeled`.
+
+  Args:
+    targets: float32 [B, K], rows are distributions.
+    logits: float32 [B, K].
+    class_weights: float32 [K].
+
+  Returns:
+    float32 [B].
+  """
+  weighted = targets * class_weights[tf.newaxis, :]
+  mass = tf.reduce_sum(weighted, axis=-1)
+  normalised = weighted / tf.maximum(mass, 1e-12)[:, tf.newaxis]
+  return mass * losses.softmax_xe(normalised, logits)
+
+
+def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
+         params: LossParams) -> LossOutput:
+  """MixMatch loss on one replica's batch (see the module docstring).
+
+  Args:
+    model: maps float32 [N, H, W, C] to logits [N, K].
+    batch: 'x_l' [b, H, W, C], 'y_l' int [b], 'x_w' [u, V, H, W, C] (V >= 1
+      weak views), 'x_s' [u, 0, H, W, C] (unused), 'y_u' int [u] (true
+      labels, monitoring only).
+    stats: running distributions, this generation's temperature and this
+      step's seed.
+    params: loss settings; batch sizes are global.
+
+  Returns:
+    LossOutput (loss scaled by the global batch sizes). 'acc.train' is the
+    accuracy on the mixed labeled inputs against their own labels (their own
+    label carries weight lambda' >= 0.5).
+  """
+  ctx = tf.distribute.get_replica_context()
+  num_replicas = ctx.num_replicas_in_sync
+  k = params.num_classes
+  xl, yl = batch['x_l'], batch['y_l']
+  xw = batch['x_w']
+  num_views = xw.shape[1]
+  if num_views is None:
+    raise ValueError(f'mixmatch needs a static number of views, x_w {xw.shape}.')
+  b = xl.shape[0] if xl.shape[0] is not None else tf.shape(xl)[0]
+  u = xw.shape[0] if xw.shape[0] is not None else tf.shape(xw)[0]
+
+  # Label guessing from the K weak views (training mode, no gradient).
+  logits_w = tf.cast(model(views_first(xw), training=True), tf.float32)
+  probs_w = tf.stop_gradient(tf.nn.softmax(logits_w))  # [V * u, K]
+  avg = mixup.average_views(tf.reshape(probs_w, [num_views, -1, k]))
+  target, mask, _ = pseudo_labels.pseudo_targets_from_probs(
+      avg, p_model=stats.p_model, p_data=stats.p_data,
+      gt_p_data=stats.gt_p_data, do_distalign=params.do_distalign,
+      how_dalign=params.how_dalign, dalign_t=stats.dalign_t,
+      threshold=params.threshold, temperature=params.temperature)
+
+  # The global pool, in the order one device would see it.
+  yl_hot = tf.one_hot(tf.cast(yl, tf.int32), k, dtype=tf.float32)
+  gx_l = ctx.all_gather(tf.cast(xl, tf.float32), axis=0)     # [R b, H, W, C]
+  gy_l = ctx.all_gather(yl_hot, axis=0)                      # [R b, K]
+  gx_w = ctx.all_gather(tf.cast(xw, tf.float32), axis=0)     # [R u, V, ...]
+  g_target = ctx.all_gather(target, axis=0)                  # [R u, K]
+  pool_x = tf.concat([gx_l, views_first(gx_w)], 0)
+  pool_y = tf.concat([gy_l, tf.tile(g_target, [num_views, 1])], 0)
+  size = num_replicas * (b + num_views * u)
+  perm, lam = pool_permutation_and_lambda(size, params.mixup_beta, stats.seed)
+  rows = own_rows(ctx.replica_id_in_sync_group, b, u, num_views, num_replicas)
+  # Mix only this replica's rows with their partners anywhere in the pool.
+  lam_own = tf.gather(lam, rows)
+  partners = tf.gather(perm, rows)
+  lam_x = lam_own[:, tf.newaxis, tf.newaxis, tf.newaxis]
+  mixed_x = (lam_x * tf.gather(pool_x, rows) +
+             (1.0 - lam_x) * tf.gather(pool_x, partners))
+  mixed_y = tf.stop_gradient(
+      lam_own[:, tf.newaxis] * tf.gather(pool_y, rows) +
+      (1.0 - lam_own[:, tf.newaxis]) * tf.gather(pool_y, partners))
+
+  # One forward pass over this replica's mixed labeled and unlabeled rows.
+  logits = tf.cast(model(mixed_x, training=True), tf.float32)
+  logits_l, logits_u = logits[:b], logits[b:]
+  y_mix_l, y_mix_u = mixed_y[:b], mixed_y[b:]
+
+  if params.reweight_labeled:
+    xe = weighted_soft_xe(y_mix_l, logits_l,
+                          losses.labeled_class_weights(stats.p_data))
+  else:
+    xe = losses.softmax_xe(y_mix_l, logits_l)
+  loss_xe = tf.reduce_sum(xe) / params.global_batch_size
+
+  mask_u = tf.tile(mask, [num_views])  # Each row's own example's mask.
+  per_example = losses.unsupervised_loss(
+      y_mix_u, logits_u, params.unsup_loss_type) * mask_u
+  if params.unsup_loss_divisor == 'quality':
+    global_mask = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                 tf.reduce_sum(mask_u))
+    divisor = tf.maximum(1.0, global_mask)
+  else:
+    divisor = float(params.global_unlabeled_batch_size * num_views)
+  loss_xeu = tf.reduce_sum(per_example) / divisor
+
+  total = loss_xe + params.weight_unsup * loss_xeu
+  scale = tf.cast(b, tf.float32) / params.global_batch_size
+  uscale = tf.cast(u, tf.float32) / params.global_unlabeled_batch_size
+  metrics = {
+      # Replica shares of global means: the trainer sums them over replicas.
+      'loss.xe': loss_xe,
+      'loss.xeu': loss_xeu,
+      'acc.train': scale * tf.reduce_mean(tf.cast(
+          tf.argmax(logits_l, 1) == tf.cast(yl, tf.int64), tf.float32)),
+      'acc.unlab': uscale * tf.reduce_mean(tf.cast(
+          tf.argmax(avg, 1) == tf.cast(batch['y_u'], tf.int64), tf.float32)),
+      'monitor.mask': uscale * tf.reduce_mean(mask),
+  }
+  return LossOutput(loss=total, weak_probs_mean=tf.reduce_mean(probs_w, 0),
+                    metrics=metrics)
