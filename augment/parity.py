@@ -69,6 +69,15 @@ def _valid_patterns() -> str:
   return ', '.join(names)
 
 
+def fixture_op(key: str) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The op a fixture key names, as fn(uint8 [N, H, W, C]) -> uint8 [...].
+
+  Raises:
+    ValueError: unknown key.
+  """
+  return _parse(key)[0]
+
+
 def _parse(key: str) -> Tuple[Callable[[tf.Tensor], tf.Tensor], str]:
   """Returns (fn(images) -> images, description) for a fixture key."""
   if key in _PLAIN_OPS:

@@ -1,8 +1,8 @@
 """Runs a parsed spec on a batch: uint8 in, float32 [-1, 1] out, stateless.
 
 The batch stays uint8 through shifts, flips and RandAugment; Cutout is kept
-as a mask and applied at the float conversion. Float round trips of the
-original are reproduced with lookup tables (see `augment.convert`).
+as a mask and applied at the float conversion. The original's float -> uint8
+conversion before RandAugment is reproduced exactly (see `augment.convert`).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ class Augmenter:
         mask = cut if mask is None else mask | cut
       else:  # RandAugment: float -> uint8 wrap, ops, unwrap.
         if self.emulate_wrap_rounding:
-          images = convert.apply_table(images, convert.wrap_table(encoding))
+          images = convert.wrap(images, encoding)
           encoding = convert.Encoding.UNWRAPPED
         if mask is not None:
           images = tf.where(mask, tf.constant(convert.WRAPPED_ZERO, tf.uint8),
@@ -121,7 +121,7 @@ class Augmenter:
         images = randaugment.randaugment(images, seeds[i],
                                          _RANDAUG_MODES[key], size)
     images, mask = flush(images, mask, maps)
-    out = convert.to_float(images, encoding)
+    out = convert.to_float(images)
     if mask is not None:
       out = tf.where(mask, 0.0, out)
     return out

@@ -1,6 +1,7 @@
 """Every RandAugment op equals the original to the byte on the fixture."""
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from augment import parity
 from conftest import FIXTURES
@@ -32,6 +33,17 @@ def test_op_matches_original_bytes(fixture, key):
   ours = parity.apply_fixture_op(key, fixture['inputs'])
   assert ours.dtype == np.uint8
   np.testing.assert_array_equal(ours, fixture[key])
+
+
+def test_ops_match_in_graphs(fixture):
+  """Same bytes inside tf.function and tf.data (graph rewrites)."""
+  for key in _keys():
+    fn = parity.fixture_op(key)
+    graph = tf.function(fn)(tf.constant(fixture['inputs'])).numpy()
+    data = next(iter(tf.data.Dataset.from_tensors(fixture['inputs']).map(
+        fn))).numpy()
+    np.testing.assert_array_equal(graph, fixture[key], err_msg=key)
+    np.testing.assert_array_equal(data, fixture[key], err_msg=key)
 
 
 def test_ops_change_the_images(fixture):

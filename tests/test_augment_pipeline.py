@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from augment import color_ops
+from augment import convert
 from augment import cutout
 from augment import geometric_ops
 from augment import pipeline
@@ -106,7 +107,37 @@ def test_dhrac_equals_original_semantics(size, channels, n):
   seed = [123, size]
   ours = registry.build('dhrac', size)(images, tf.constant(seed)).numpy()
   want = _reference_dhrac(images, seed, size)
-  np.testing.assert_array_equal(ours, want)
+  # Same pixel levels; floats equal up to the 1-ulp difference between the
+  # original's q / 127.5 - 1 and the data scaling (2 / 255) q - 1 we use.
+  np.testing.assert_array_equal(np.round((ours + 1) * 127.5),
+                                np.round((want + 1) * 127.5))
+  np.testing.assert_allclose(ours, want, rtol=0, atol=1.2e-7)
+
+
+def _in_contexts(fn, x):
+  """fn(x) eagerly, in tf.function and in tf.data."""
+  eager = fn(tf.constant(x)).numpy()
+  graph = tf.function(fn)(tf.constant(x)).numpy()
+  data = next(iter(tf.data.Dataset.from_tensors(x).map(fn))).numpy()
+  return eager, graph, data
+
+
+@pytest.mark.parametrize('encoding', list(convert.Encoding))
+def test_wrap_equals_table_everywhere(encoding):
+  values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+  table = convert.wrap_table(encoding)
+  for got in _in_contexts(lambda x: convert.wrap(x, encoding), values):
+    np.testing.assert_array_equal(got, table[values])
+  changed = np.sum(table != np.arange(256))
+  assert changed == {convert.Encoding.SCALED: 47,
+                     convert.Encoding.UNWRAPPED: 63}[encoding]
+
+
+def test_to_float_same_bits_everywhere():
+  values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+  want = np.float32(2.0 / 255.0) * values.astype(np.float32) - np.float32(1)
+  for got in _in_contexts(convert.to_float, values):
+    np.testing.assert_array_equal(got, want)
 
 
 def test_wrap_rounding_emulation_flag():
