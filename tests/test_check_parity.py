@@ -127,6 +127,9 @@ def test_unparseable_case_name_fails(tmp_path):
 
 def test_augment_parity_unavailable(tmp_path, monkeypatch):
   (tmp_path / 'augment_ops.npz').write_bytes(b'')
+  import augment  # pylint: disable=g-import-not-at-top
+  # Hide the module whether or not another test imported it already.
+  monkeypatch.delattr(augment, 'parity', raising=False)
   monkeypatch.setitem(sys.modules, 'augment.parity', None)
   (result,) = cp.run(tmp_path, ['augment_ops.npz'])
   assert not result.ok
