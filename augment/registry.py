@@ -7,6 +7,7 @@ augmentation. `build(spec, image_size)` returns an AugmentFn mapping uint8
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable, List
 
 import tensorflow as tf
@@ -49,10 +50,10 @@ def build(spec: str, image_size: int, *,
     ConfigError: a bad spec or image size.
   """
   keys = spec_lib.parse(spec)
-  if isinstance(image_size, bool) or not isinstance(image_size, int) or (
-      image_size < MIN_IMAGE_SIZE):
+  if isinstance(image_size, bool) or not isinstance(
+      image_size, numbers.Integral) or image_size < MIN_IMAGE_SIZE:
     raise ConfigError(f'Augmentation image size must be an integer >= '
                       f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
                       'side of the (square) input images, e.g. 32.')
-  return pipeline.Augmenter(spec, keys, image_size,
+  return pipeline.Augmenter(spec, keys, int(image_size),
                             emulate_wrap_rounding=emulate_wrap_rounding)

@@ -47,6 +47,11 @@ def test_bad_image_size(size):
     registry.build('dh', size)
 
 
+def test_numpy_integer_size():
+  fn = registry.build('dh', np.int64(28))
+  assert fn(_images(2, 28, 1), [0, 1]).shape == (2, 28, 28, 1)
+
+
 def test_x_is_the_original_scaling():
   images = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
   images = np.repeat(np.tile(images, (1, 2, 2, 1)), 3, axis=-1)
