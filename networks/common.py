@@ -4,8 +4,8 @@ Conventions (FixMatch family, which CReST follows):
   * Convolutions have no bias and a He normal initialiser computed on fan-out
     (stddev = sqrt(2 / (k * k * filters)), untruncated), as FixMatch's
     `tf.random_normal_initializer(stddev=rsqrt(0.5 * k * k * f))`.
-  * Batch norm: momentum 0.999, epsilon 1e-3; moving statistics are
-    non-trainable variables.
+  * Batch norm: momentum 0.999 (WideResNet; the small CNN uses 0.99), epsilon
+    1e-3; moving statistics are non-trainable variables.
   * Dense layers: Glorot (Xavier) normal kernel, zero bias, as FixMatch's
     `tf.layers.dense(..., kernel_initializer=tf.glorot_normal_initializer())`.
 
@@ -67,11 +67,12 @@ class BatchNorm(keras.layers.BatchNormalization):
     return super().add_weight(*args, **kwargs)
 
 
-def batch_norm(bn_sync: bool, name: str | None = None) -> BatchNorm:
-  """Batch norm with the FixMatch constants; batch statistics synchronised
-  across replicas (TF backend, `tf.distribute`) when `bn_sync`."""
+def batch_norm(bn_sync: bool, name: str | None = None,
+               momentum: float = BN_MOMENTUM) -> BatchNorm:
+  """Batch norm (FixMatch constants by default); batch statistics
+  synchronised across replicas (TF backend, `tf.distribute`) when `bn_sync`."""
   return BatchNorm(
-      momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=bn_sync,
+      momentum=momentum, epsilon=BN_EPSILON, synchronized=bn_sync,
       name=name)
 
 
@@ -85,7 +86,8 @@ def activation(kind: str, name: str | None = None) -> keras.layers.Layer:
       f'Unknown activation {kind!r}; valid choices: {", ".join(ACTIVATIONS)}.')
 
 
-def bn_act(x, *, kind: str, bn_sync: bool, name: str):
+def bn_act(x, *, kind: str, bn_sync: bool, name: str,
+           momentum: float = BN_MOMENTUM):
   """Batch norm then activation.
 
   Args:
@@ -93,16 +95,18 @@ def bn_act(x, *, kind: str, bn_sync: bool, name: str):
     kind: activation name.
     bn_sync: synchronised batch norm.
     name: prefix of the two layer names.
+    momentum: batch-norm moving-average momentum.
 
   Returns:
     Features of the same shape as `x`.
   """
-  x = batch_norm(bn_sync, name=f'{name}_bn')(x)
+  x = batch_norm(bn_sync, name=f'{name}_bn', momentum=momentum)(x)
   return activation(kind, name=f'{name}_act')(x)
 
 
 def head(features, *, num_classes: int, head_arch: str,
-         head_mlp_dims: Sequence[int], kind: str, bn_sync: bool):
+         head_mlp_dims: Sequence[int], kind: str, bn_sync: bool,
+         bn_momentum: float = BN_MOMENTUM):
   """Classifier head on pooled features.
 
   'linear': one Dense layer. 'mlp': for each d in `head_mlp_dims`, a bias-free
@@ -117,6 +121,7 @@ def head(features, *, num_classes: int, head_arch: str,
     head_mlp_dims: hidden widths of the 'mlp' head.
     kind: activation name.
     bn_sync: synchronised batch norm.
+    bn_momentum: batch-norm momentum of the 'mlp' layers.
 
   Returns:
     logits: float32 [B, K].
@@ -127,7 +132,8 @@ def head(features, *, num_classes: int, head_arch: str,
       x = keras.layers.Dense(
           int(dim), use_bias=False, kernel_initializer=dense_initializer(),
           name=f'head_mlp{i}_dense')(x)
-      x = bn_act(x, kind=kind, bn_sync=bn_sync, name=f'head_mlp{i}')
+      x = bn_act(x, kind=kind, bn_sync=bn_sync, name=f'head_mlp{i}',
+                 momentum=bn_momentum)
   return keras.layers.Dense(
       num_classes, kernel_initializer=dense_initializer(),
       bias_initializer='zeros', dtype='float32', name='logits')(x)

@@ -1,8 +1,14 @@
 """A small, fast CNN for CPU runs and tests (registry name 'small').
 
 Same conventions as the WideResNet (bias-free He fan-out convs, batch norm
-momentum 0.999 / epsilon 1e-3, selectable activation, same heads), so the
-trainer treats both alike. With b = 16 * width (32 at width 2):
+epsilon 1e-3, selectable activation, same heads, same variables), so the
+trainer treats both alike, with one exception: batch-norm momentum is 0.99,
+not 0.999. This network is for runs of a few hundred steps, and with 0.999
+the moving statistics are still ~75% their initial values (0, 1) after 300
+steps (0.999 ** 300 = 0.74). Supervised on 1,236 long-tailed synthetic
+images (data.synthetic, gamma 100), batch 64, SGD 0.03: after 300 steps the
+balanced test accuracy in inference mode was 12% with 0.999 and 64% with
+0.99 (identical training losses). With b = 16 * width (32 at width 2):
 
   conv3x3(b)            -> BN -> act     H x W
   conv3x3(2b, stride 2) -> BN -> act     H/2
@@ -25,6 +31,7 @@ from crest.errors import ConfigError
 from networks import common
 
 MIN_SIZE = 16
+BN_MOMENTUM = 0.99  # Short runs; see the module docstring.
 
 
 def build_small(*, num_classes: int, input_shape: tuple[int, int, int],
@@ -58,9 +65,10 @@ def build_small(*, num_classes: int, input_shape: tuple[int, int, int],
   for i, (filters, stride) in enumerate(
       ((b, 1), (2 * b, 2), (2 * b, 1), (4 * b, 2))):
     x = common.conv(filters, 3, stride, name=f'conv{i + 1}')(x)
-    x = common.bn_act(x, kind=activation, bn_sync=bn_sync, name=f'conv{i + 1}')
+    x = common.bn_act(x, kind=activation, bn_sync=bn_sync, name=f'conv{i + 1}',
+                      momentum=BN_MOMENTUM)
   x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
   logits = common.head(x, num_classes=int(num_classes), head_arch=head_arch,
                        head_mlp_dims=head_mlp_dims, kind=activation,
-                       bn_sync=bn_sync)
+                       bn_sync=bn_sync, bn_momentum=BN_MOMENTUM)
   return keras.Model(inputs, logits, name=name or f'small_{int(width)}')

@@ -108,6 +108,18 @@ def test_seeded_builds_reproducible():
   assert not np.allclose(m4.get_weights()[0], w1[0])
 
 
+def test_small_structure():
+  m = _small(0)
+  bns = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+  assert len(bns) == 4
+  assert all(b.momentum == 0.99 and b.epsilon == 1e-3 for b in bns)
+  convs = [l for l in m.layers if isinstance(l, keras.layers.Conv2D)]
+  assert [c.filters for c in convs] == [32, 64, 64, 128]
+  assert [c.strides[0] for c in convs] == [1, 2, 1, 2]
+  assert all(not c.use_bias for c in convs)
+  assert m.count_params() == 132_330
+
+
 @pytest.mark.parametrize('shape', [(16, 16, 1), (28, 28, 1), (32, 32, 3),
                                    (17, 23, 3)])
 def test_small_any_input(shape):
