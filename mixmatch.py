@@ -175,15 +175,10 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   size = num_replicas * (b + num_views * u)
   perm, lam = pool_permutation_and_lambda(size, params.mixup_beta, stats.seed)
   rows = own_rows(ctx.replica_id_in_sync_group, b, u, num_views, num_replicas)
-  # Mix only this replica's rows with their partners anywhere in the pool.
-  lam_own = tf.gather(lam, rows)
-  partners = tf.gather(perm, rows)
-  lam_x = lam_own[:, tf.newaxis, tf.newaxis, tf.newaxis]
-  mixed_x = (lam_x * tf.gather(pool_x, rows) +
-             (1.0 - lam_x) * tf.gather(pool_x, partners))
-  mixed_y = tf.stop_gradient(
-      lam_own[:, tf.newaxis] * tf.gather(pool_y, rows) +
-      (1.0 - lam_own[:, tf.newaxis]) * tf.gather(pool_y, partners))
+  # Every replica mixes the (small) global pool identically and keeps its rows.
+  mixed_x, mixed_y = mixup.mixup(pool_x, pool_y, perm, lam)
+  mixed_x = tf.gather(mixed_x, rows)
+  mixed_y = tf.stop_gradient(tf.gather(mixed_y, rows))
 
   # One forward pass over this replica's mixed labeled and unlabeled rows.
   logits = tf.cast(model(mixed_x, training=True), tf.float32)
