@@ -5,10 +5,13 @@
     --fold=1 --num_epoch=64 --num_generation=6 --sched_level=1 \
     --dalign_t=0.5 --how_dalign=adaptive --do_distalign=True
 
-Exit codes: 0 done, 2 bad input (flags, data, run directory), 1 other errors.
+Exit codes: 0 done; 2 bad input (flags, data, run directory, a full disk);
+1 a non-finite loss or another error; 128 + N stopped by signal N (SIGTERM,
+SIGINT) after saving a checkpoint.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import List, Optional
@@ -55,23 +58,45 @@ def build_config(flag_values: flags.FlagValues = FLAGS):
   return cfg, data, strategy
 
 
+def _fail(message: str, code: int) -> int:
+  logging.error('%s', message)
+  print(f'error: {message}', file=sys.stderr)
+  return code
+
+
 def main(argv: List[str]) -> Optional[int]:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  from crest import interrupt  # pylint: disable=g-import-not-at-top
+  interrupt.install()
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from crest import generations  # pylint: disable=g-import-not-at-top
     from crest import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
+    from crest.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
     if FLAGS.deterministic:
       tf.config.experimental.enable_op_determinism()
     cfg, data, strategy = build_config()
-    records = generations.run(cfg, strategy, data,
-                              is_chief=strategy_lib.is_chief(strategy))
+    try:
+      records = generations.run(cfg, strategy, data,
+                                is_chief=strategy_lib.is_chief(strategy))
+    except NonFiniteLossError as e:
+      return _fail(f'{e} The last good checkpoint is kept; lower '
+                   '--learning_rate, set --clip_value, or use --do_rollback.',
+                   1)
   except UserError as e:
-    logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    return _fail(str(e), 2)
+  except interrupt.Interrupted as e:
+    logging.warning('%s', e)
+    print(str(e), file=sys.stderr)
+    return 128 + e.signum
+  except OSError as e:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+      return _fail(f'Cannot write {e.filename or ""}: {e.strerror}. Free '
+                   'space or choose another --model_dir; re-running the same '
+                   'command resumes from the last complete checkpoint.', 2)
+    raise
   last = records[-1]
   logging.info('Done: %d generation(s); final EMA test accuracy %.4f.',
                len(records), last['test_accuracy'])

@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from crest import distributions
+from crest import interrupt
 from crest import losses
 from crest import methods
 from crest import metrics as metrics_lib
@@ -20,6 +21,7 @@ from crest import records
 from crest import schedules
 from crest import summaries
 from crest.config import Config
+from crest.errors import UserError
 from crest.progress import Progress
 from data import pipeline
 from data.base import SSLData
@@ -29,8 +31,20 @@ TRAIN_METRICS = ('loss.train', 'loss.xe', 'loss.xeu', 'loss.wd', 'acc.train',
                  'acc.unlab', 'monitor.mask')
 
 
+ROLLBACK_FILE = 'rollback.json'
+MAX_ROLLBACKS = 3
+
+
 class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite."""
+  """The training loss became NaN or infinite.
+
+  Attributes:
+    batches: the input-stream batch indices of the failing steps.
+  """
+
+  def __init__(self, message: str, batches=()):
+    super().__init__(message)
+    self.batches = list(batches)
 
 
 class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -124,7 +138,7 @@ class GenerationTrainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, ema=self.ema, optimizer=self.optimizer,
         p_model_history=self.p_model_history, p_data=self.p_data,
-        epoch=self.epoch)
+        epoch=self.epoch, sums=self.sums)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(work_dir, 'ckpt'),
         max_to_keep=cfg.keep_checkpoints)
@@ -252,26 +266,88 @@ class GenerationTrainer:
     return tf.nn.softmax(ema).numpy()
 
   # -------------------------------------------------------------- training
+  @property
+  def step(self) -> int:
+    """Training steps done in this generation."""
+    return int(self.optimizer.iterations.numpy())
+
   def restore(self) -> int:
-    """Restores the latest checkpoint; returns the number of finished epochs."""
-    latest = self.manager.latest_checkpoint
-    if latest:
-      self.checkpoint.restore(latest).expect_partial()
-      logging.info('Restored %s (epoch %d).', latest, int(self.epoch.numpy()))
-    hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
+    """Restores the latest readable checkpoint; returns the steps done.
+
+    An unreadable checkpoint (truncated, corrupt) is reported and the previous
+    one is used instead.
+    """
+    for path in reversed(self.manager.checkpoints):
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        logging.warning('Checkpoint %s is unreadable (%s: %s); falling back '
+                        'to the previous one.', path, type(e).__name__,
+                        str(e).splitlines()[0][:200])
+        continue
+      logging.info('Restored %s (step %d, epoch %d).', path, self.step,
+                   int(self.epoch.numpy()))
+      break
+    else:
+      if self.manager.checkpoints:
+        raise UserError(
+            f'No readable checkpoint in {self.manager.directory}; delete that '
+            'directory to retrain this generation, or use --force_init.')
     done = int(self.epoch.numpy())
+    hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
+    self.history = {}
     if done and os.path.exists(hist_path):
       self.history = {k: v[:done]
                       for k, v in records.read_json(hist_path).items()}
-    return done
+    return self.step
+
+  def _skipped(self) -> List[int]:
+    path = os.path.join(self.work_dir, ROLLBACK_FILE)
+    return records.read_json(path)['skipped'] if os.path.exists(path) else []
 
   def train(self, labeled_positions: np.ndarray,
             labeled_labels: np.ndarray) -> None:
-    """Trains (or finishes training) this generation."""
+    """Trains (or finishes training) this generation.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN or infinite (after
+        MAX_ROLLBACKS consecutive rollbacks with --do_rollback).
+      crest.interrupt.Interrupted: on SIGTERM / SIGINT, after a checkpoint.
+    """
+    cfg = self.cfg
+    self.restore()
+    self.skip = self._skipped()
+    rollbacks = 0
+    while self.step < cfg.steps_per_generation:
+      try:
+        self._train_from_step(labeled_positions, labeled_labels)
+      except NonFiniteLossError as e:
+        if not cfg.do_rollback:
+          raise
+        rollbacks += 1
+        if rollbacks > MAX_ROLLBACKS:
+          raise NonFiniteLossError(
+              f'{e} Gave up after {MAX_ROLLBACKS} consecutive rollbacks.'
+          ) from None
+        self.skip = sorted(set(self.skip) | set(e.batches))
+        if self.is_chief:
+          records.write_json(os.path.join(self.work_dir, ROLLBACK_FILE),
+                             {'skipped': self.skip})
+        logging.warning('%s Rolling back to the last checkpoint and skipping '
+                        'input batch(es) %s (rollback %d of at most %d).', e,
+                        e.batches, rollbacks, MAX_ROLLBACKS)
+        self.restore()
+      else:
+        rollbacks = 0
+
+  def _train_from_step(self, labeled_positions, labeled_labels) -> None:
     cfg, data = self.cfg, self.data
-    start_epoch = self.restore()
-    if start_epoch >= cfg.num_epoch:
-      return
+    step = self.step
+    skip = self.skip
+    first_batch = step
+    for k in sorted(skip):
+      if k <= first_batch:
+        first_batch += 1
     spec = pipeline.StreamSpec(
         batch_size=cfg.batch_size, unlab_ratio=cfg.unlab_ratio,
         augment=cfg.augment, weakaug=cfg.weakaug, strongaug=cfg.strongaug,
@@ -280,41 +356,69 @@ class GenerationTrainer:
     stream = data.unlabeled_stream_positions
     ds = pipeline.train_dataset(
         data.train_images, labeled_positions, labeled_labels, stream,
-        data.train_labels[stream], spec,
-        start_step=start_epoch * cfg.num_batch,
-        num_steps=cfg.num_epoch * cfg.num_batch)
+        data.train_labels[stream], spec, start_step=first_batch,
+        num_steps=cfg.steps_per_generation - step, skip=skip)
     iterator = iter(self.strategy.experimental_distribute_dataset(ds))
-    for epoch in range(start_epoch, cfg.num_epoch):
-      self._train_epoch(iterator, epoch)
+    batch_index = [first_batch]  # The stream's batch index of the next step.
 
-  def _train_epoch(self, iterator, epoch: int) -> None:
+    def next_batches(n):
+      out = []
+      while len(out) < n:
+        if batch_index[0] not in skip:
+          out.append(batch_index[0])
+        batch_index[0] += 1
+      return out
+
+    while self.step < cfg.steps_per_generation:
+      self._train_epoch(iterator, next_batches)
+
+  def _train_epoch(self, iterator, next_batches) -> None:
     cfg = self.cfg
-    for v in self.sums.values():
-      v.assign(0.0)
+    step = self.step
+    epoch, offset = divmod(step, cfg.num_batch)
+    if offset == 0:
+      for v in self.sums.values():
+        v.assign(0.0)
     start = time.time()
-    desc = f'{os.path.basename(self.work_dir)} epoch {epoch + 1}/{cfg.num_epoch}'
+    desc = (f'{os.path.basename(self.work_dir)} epoch '
+            f'{epoch + 1}/{cfg.num_epoch}')
     with Progress(cfg.num_batch, desc, enabled=cfg.progress) as bar:
-      done = 0
+      bar.update(offset)
+      done = offset
       while done < cfg.num_batch:
         n = min(cfg.steps_per_loop, cfg.num_batch - done)
+        batches = next_batches(n)
         loss = float(self._train_loop(iterator, tf.constant(n)))
         if not np.isfinite(loss):
           raise NonFiniteLossError(
-              f'The training loss became {loss} at epoch {epoch + 1}, step '
-              f'{done + n} of {cfg.num_batch}; lower --learning_rate, set '
-              '--clip_value, or use --do_rollback.')
+              f'The training loss became {loss} at step {self.step} '
+              f'(epoch {epoch + 1}).', batches)
         done += n
         bar.update(n)
+        signum = interrupt.requested()
+        if signum is not None and done < cfg.num_batch:
+          self.manager.save(checkpoint_number=self.step)
+          raise interrupt.Interrupted(
+              signum, f'Stopped by signal {signum} at step {self.step}; '
+              f'checkpoint saved in {self.manager.directory}. Re-run the '
+              'same command to resume.')
     elapsed = time.time() - start
     values = {k: float(v.numpy()) / cfg.num_batch
               for k, v in self.sums.items()}
     values['monitor.lr'] = float(
         _LearningRate(cfg)(self.optimizer.iterations - 1))
-    values['monitor.steps_per_sec'] = cfg.num_batch / max(elapsed, 1e-9)
+    values['monitor.steps_per_sec'] = (cfg.num_batch - offset) / max(
+        elapsed, 1e-9)
     values.update(self.evaluate_test())
     self._log_epoch(epoch, values)
     self.epoch.assign(epoch + 1)
-    self.manager.save(checkpoint_number=epoch + 1)
+    self.manager.save(checkpoint_number=self.step)
+    signum = interrupt.requested()
+    if signum is not None and self.step < cfg.steps_per_generation:
+      raise interrupt.Interrupted(
+          signum, f'Stopped by signal {signum} at step {self.step}; '
+          f'checkpoint saved in {self.manager.directory}. Re-run the same '
+          'command to resume.')
 
   def _log_epoch(self, epoch: int, values: Dict[str, object]) -> None:
     for k, v in values.items():

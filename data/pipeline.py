@@ -10,6 +10,7 @@ and two runs with the same seed see the same batches.
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
@@ -76,8 +77,9 @@ def _views(fn, images: tf.Tensor, num: int, seed: tf.Tensor) -> tf.Tensor:
 def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
                   labeled_labels: np.ndarray, stream_positions: np.ndarray,
                   stream_labels: np.ndarray, spec: StreamSpec,
-                  start_step: int, num_steps: int) -> tf.data.Dataset:
-  """The training stream from `start_step` (inclusive) to `num_steps`.
+                  start_step: int, num_steps: int,
+                  skip: Sequence[int] = ()) -> tf.data.Dataset:
+  """`num_steps` batches of the training stream, from batch `start_step` on.
 
   Args:
     images: uint8 [N, H, W, C], the training images.
@@ -86,8 +88,10 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
     stream_positions: int [M], rows the unlabeled stream draws from.
     stream_labels: int [M], their true labels (monitoring only).
     spec: batch sizes, augmentations and seed.
-    start_step: first step to produce.
-    num_steps: one past the last step.
+    start_step: index of the first batch of the stream to produce.
+    num_steps: how many batches to produce.
+    skip: batch indices to leave out (batches that made the loss
+      non-finite, with --do_rollback); later batches move up.
 
   Returns:
     A dataset of global batches, one per step, each a dict:
@@ -123,7 +127,12 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
     }
     return out
 
-  ds = tf.data.Dataset.range(start_step, num_steps)
+  skip = sorted(int(i) for i in skip if i >= start_step)
+  ds = tf.data.Dataset.range(start_step, start_step + num_steps + len(skip))
+  if skip:
+    skipped = tf.constant(skip, tf.int64)
+    ds = ds.filter(lambda s: tf.logical_not(tf.reduce_any(tf.equal(s,
+                                                                  skipped))))
   ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.prefetch(tf.data.AUTOTUNE)
 
