@@ -31,6 +31,7 @@ CONFIG_FILE = 'config.json'
 RECORD_FILE = 'generation.json'
 LABELED_SET_FILE = 'labeled_set.npz'
 PICKS_FILE = 'picks.npz'
+TIMING_METRICS = frozenset({'monitor.steps_per_sec'})
 
 
 def generation_dir_name(generation: int, temperature: Optional[float]) -> str:
@@ -149,8 +150,10 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
       'picked_correct_per_class': correct.tolist(),
       'labeled_per_class': np.bincount(
           labeled_labels, minlength=data.num_classes).tolist(),
-      'history': {k: trainer.history[k][-1] for k in trainer.history
-                  if not isinstance(trainer.history[k][-1], list)},
+      # The last epoch's scalars; timings are left out so that records of
+      # deterministic runs are identical.
+      'history': {k: v[-1] for k, v in trainer.history.items()
+                  if not isinstance(v[-1], list) and k not in TIMING_METRICS},
   }
   if is_chief:
     records.write_npz(os.path.join(gen_dir, LABELED_SET_FILE),

@@ -146,7 +146,7 @@ class GenerationTrainer:
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
     self._train_loop = tf.function(self._train_loop_fn)
-    self._eval_step = tf.function(self._eval_step_fn, reduce_retracing=True)
+    self._eval_step = tf.function(self._eval_step_fn)
 
   # ---------------------------------------------------------------- steps
   def _replica_step(self, batch, seed):
@@ -229,16 +229,24 @@ class GenerationTrainer:
   # ------------------------------------------------------------ evaluation
   def logits(self, images: np.ndarray) -> tuple:
     """Raw and EMA logits (float32 [N, K] each) on un-augmented images."""
-    ds = pipeline.eval_dataset(images, self.cfg.eval_batch_size)
+    n, k = len(images), self.num_classes
+    if n == 0:
+      return np.zeros([0, k], np.float32), np.zeros([0, k], np.float32)
+    # Pad to whole batches so that one trace serves every batch.
+    batch = self.cfg.eval_batch_size
+    batch += -batch % self.num_replicas
+    padded = -n % batch
+    if padded:
+      images = np.concatenate([images, np.zeros((padded,) + images.shape[1:],
+                                                images.dtype)])
+    ds = pipeline.eval_dataset(images, batch)
     ds = self.strategy.experimental_distribute_dataset(ds)
     raw, ema = [], []
     for x in ds:
       r, e = self._eval_step(x)
       raw.append(r.numpy())
       ema.append(e.numpy())
-    k = self.num_classes
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros([0, k], np.float32)
-    return cat(raw), cat(ema)
+    return np.concatenate(raw)[:n], np.concatenate(ema)[:n]
 
   def evaluate_test(self) -> Dict[str, object]:
     """Test metrics of the raw and EMA models, with and without logit
@@ -280,7 +288,8 @@ class GenerationTrainer:
     for path in reversed(self.manager.checkpoints):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
+      except Exception as e:  # pylint: disable=broad-except
+        # Truncated files raise IndexError, corrupt ones OpError/ValueError.
         logging.warning('Checkpoint %s is unreadable (%s: %s); falling back '
                         'to the previous one.', path, type(e).__name__,
                         str(e).splitlines()[0][:200])
@@ -316,6 +325,8 @@ class GenerationTrainer:
     """
     cfg = self.cfg
     self.restore()
+    if not self.manager.checkpoints:
+      self.manager.save(checkpoint_number=0)  # A state to roll back to.
     self.skip = self._skipped()
     rollbacks = 0
     while self.step < cfg.steps_per_generation:
