@@ -1,0 +1,254 @@
+"""scripts/summarize.py and scripts/plots.py on hand-written run directories.
+
+Each fake run has a config.json and gen_XX/generation.json written like the
+training entry point writes them; the tables' numbers are checked against
+the values read back from those records.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts import plots
+from scripts import summarize
+
+K = 10
+
+METHODS = {
+    'FixMatch': dict(num_generation=1),
+    'CReST': dict(num_generation=3),
+    'CReST+': dict(num_generation=3, do_distalign=True, how_dalign='adaptive'),
+}
+
+
+def make_run(root, fold, ratio=0.01, method='FixMatch', generations=None,
+             labeled=None, seed_acc=0, **overrides):
+  """Writes a fake run; returns its directory. `generations`: how many
+  generation records to write (default all: a finished run)."""
+  cfg = dict(method='fixmatch', dataset='cifar10lt', class_im_ratio=ratio,
+             fold=fold, seed=0, percent_labeled=0.1, net_arch='WRN28',
+             num_epoch=64, num_batch=1024, batch_size=64, unlab_ratio=7,
+             do_distalign=False, how_dalign=None, dalign_t=0.5, alpha=3.0,
+             update_mode='distribution', model_dir=str(root))
+  cfg.update(METHODS.get(method, {}))
+  cfg.update(overrides)
+  num_gen = cfg['num_generation']
+  name = f'{method}_{cfg["dataset"]}_{ratio}_{fold}_{cfg["seed"]}_{seed_acc}'
+  run_dir = os.path.join(root, name.replace('+', 'plus'), 'WRN28-2', 'desc')
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+    json.dump(cfg, f)
+  rng = np.random.RandomState(hash((method, ratio, fold, seed_acc)) % 2**31)
+  if labeled is None:
+    labeled = [int(500 * ratio ** (k / (K - 1))) for k in range(K)]
+  for g in range(num_gen if generations is None else generations):
+    d = os.path.join(run_dir, f'gen_{g:02d}' + ('_t1.00' if cfg['how_dalign']
+                                                 else ''))
+    os.makedirs(d)
+    recall = rng.uniform(0, 1, K)
+    record = {'generation': g, 'test_accuracy': float(rng.uniform(.4, .9)),
+              'test_per_class_recall': recall.tolist(),
+              'labeled_per_class': labeled if g == 0 else
+                                   [c + 100 for c in labeled],
+              'picked_per_class': [10] * K,
+              'picked_correct_per_class': [7] * K}
+    with open(os.path.join(d, 'generation.json'), 'w') as f:
+      json.dump(record, f)
+  return run_dir
+
+
+def records_of(run_dir):
+  out = {}
+  for name in sorted(os.listdir(run_dir)):
+    path = os.path.join(run_dir, name, 'generation.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        out[int(name[4:6])] = json.load(f)
+  return out
+
+
+def final_acc(run_dir):
+  recs = records_of(run_dir)
+  return 100 * recs[max(recs)]['test_accuracy']
+
+
+def cell_text(values, expected, ddof=0):
+  std = f'{np.std(values, ddof=ddof):.2f}' if len(values) > 1 else '-'
+  text = f'{np.mean(values):.1f} ({std})'
+  return text + (f' [n={len(values)}]' if len(values) < expected else '')
+
+
+def table_rows(text, title_start):
+  """{row label: [cells]} of the first Markdown table after a title."""
+  lines = text[text.index(title_start):].split('\n')
+  start = next(i for i, l in enumerate(lines) if l.startswith('|'))
+  header = [c.strip() for c in lines[start].strip('|').split('|')]
+  rows = {}
+  for line in lines[start + 2:]:
+    if not line.startswith('|'):
+      break
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    rows[cells[0]] = dict(zip(header[1:], cells[1:]))
+  return rows
+
+
+@pytest.fixture
+def grid(tmp_path):
+  """FixMatch, CReST (3 folds) and CReST+ (2 folds) at gamma 50 and 100."""
+  runs = {}
+  for method in METHODS:
+    for ratio in (0.02, 0.01):
+      folds = (1, 2) if method == 'CReST+' else (1, 2, 3)
+      runs[method, ratio] = [make_run(tmp_path, f, ratio, method)
+                             for f in folds]
+  return tmp_path, runs
+
+
+def test_paper_table_matches_records(grid, capsys):
+  root, runs = grid
+  out_prefix = str(root / 'out' / 'table')
+  assert summarize.main([str(root), '--out', out_prefix]) == 0
+  text = capsys.readouterr().out
+  rows = table_rows(text, 'Test accuracy')
+  assert list(rows) == ['FixMatch', 'CReST', 'CReST+']
+  for (method, ratio), dirs in runs.items():
+    values = [final_acc(d) for d in dirs]
+    column = f'gamma={int(round(1 / ratio))}'
+    assert rows[method][column] == cell_text(values, expected=3)
+  # The CReST+ cells have 2 of 3 folds and say so.
+  assert rows['CReST+']['gamma=100'].endswith('[n=2]')
+  # The same tables in Markdown, and the CSV's numbers.
+  with open(out_prefix + '.md') as f:
+    assert table_rows(f.read(), 'Test accuracy') == rows
+  with open(out_prefix + '.csv') as f:
+    csv_rows = [r for r in csv.DictReader(f)
+                if r['metric'] == 'test_accuracy']
+  assert len(csv_rows) == 6
+  for r in csv_rows:
+    dirs = runs[r['method'], 1 / float(r['gamma'])]
+    values = [final_acc(d) for d in dirs]
+    assert float(r['mean']) == pytest.approx(np.mean(values), abs=1e-4)
+    assert float(r['std']) == pytest.approx(np.std(values), abs=1e-4)
+    assert int(r['n']) == len(dirs)
+    assert r['folds'] == ';'.join(str(i + 1) for i in range(len(dirs)))
+
+
+def test_sample_std_and_expected_folds(grid, capsys):
+  root, runs = grid
+  summarize.main([str(root), '--ddof', '1', '--folds', '5'])
+  rows = table_rows(capsys.readouterr().out, 'Test accuracy')
+  values = [final_acc(d) for d in runs['CReST', 0.02]]
+  assert rows['CReST']['gamma=50'] == cell_text(values, 5, ddof=1)
+  assert rows['CReST']['gamma=50'].endswith('[n=3]')
+
+
+def test_minority_recall_uses_rarest_labeled_classes(tmp_path, capsys):
+  # Labeled counts not in index order: the rarest third are classes 0, 4, 7.
+  labeled = [2, 50, 40, 30, 3, 20, 10, 1, 60, 70]
+  dirs = [make_run(tmp_path, f, labeled=labeled) for f in (1, 2)]
+  summarize.main([str(tmp_path)])
+  rows = table_rows(capsys.readouterr().out, 'Minority classes')
+  values = []
+  for d in dirs:
+    recall = records_of(d)[0]['test_per_class_recall']
+    values.append(100 * np.mean([recall[c] for c in (7, 0, 4)]))
+  assert rows['FixMatch']['gamma=100'] == cell_text(values, 2)
+
+
+def test_per_generation_tables(grid, capsys):
+  root, runs = grid
+  summarize.main([str(root), '--per_generation'])
+  text = capsys.readouterr().out
+  rows = table_rows(text, 'Test accuracy (%) of the EMA model, gamma=100, '
+                    'per generation')
+  for g in range(3):
+    values = [100 * records_of(d)[g]['test_accuracy']
+              for d in runs['CReST+', 0.01]]
+    assert rows['CReST+'][f'gen {g}'] == cell_text(values, 3)
+  assert rows['FixMatch']['gen 1'] == ''  # One generation only.
+
+
+def test_unfinished_runs_listed_not_averaged(tmp_path, capsys):
+  done = [make_run(tmp_path, f, method='CReST') for f in (1, 2)]
+  make_run(tmp_path, 3, method='CReST', generations=2)
+  summarize.main([str(tmp_path)])
+  text = capsys.readouterr().out
+  rows = table_rows(text, 'Test accuracy')
+  assert rows['CReST']['gamma=100'] == cell_text([final_acc(d) for d in done],
+                                                 2)
+  assert 'Unfinished runs (not averaged)' in text
+  assert '2 of 3 generations finished' in text
+  assert '2 finished run(s) of 3' in text
+
+
+def test_other_settings_make_separate_tables(tmp_path, capsys):
+  a = [make_run(tmp_path, f) for f in (1, 2)]
+  b = [make_run(tmp_path, f, unlab_ratio=1, seed_acc=1) for f in (1, 2)]
+  # Runs differing only in seed (and model_dir) share a cell.
+  c = make_run(tmp_path, 1, seed=5, model_dir='/elsewhere')
+  summarize.main([str(tmp_path)])
+  text = capsys.readouterr().out
+  assert text.count('## Table') == 2
+  assert 'Differs from the other tables: unlab_ratio=1.' in text
+  assert 'Differs from the other tables: unlab_ratio=7.' in text
+  first = text.index('unlab_ratio=1.')
+  second = text.index('unlab_ratio=7.')
+  rows_b = table_rows(text[first:], 'Test accuracy')
+  rows_a = table_rows(text[second:], 'Test accuracy')
+  assert rows_b['FixMatch']['gamma=100'] == cell_text(
+      [final_acc(d) for d in b], 2)
+  assert rows_a['FixMatch']['gamma=100'] == cell_text(
+      [final_acc(d) for d in a + [c]], 3)
+
+
+def test_labels_and_gamma():
+  label = lambda **c: summarize.method_label(c)[1]
+  assert label(method='fixmatch', num_generation=1) == 'FixMatch'
+  assert label(method='fixmatch', num_generation=6) == 'CReST'
+  assert label(method='fixmatch', num_generation=6, do_distalign=True,
+               how_dalign='adaptive') == 'CReST+'
+  assert label(method='mixmatch', num_generation=1) == 'MixMatch'
+  assert label(method='mixmatch', num_generation=6,
+               do_distalign=True, how_dalign='adaptive') == (
+                   'MixMatch + CReST+')
+  assert label(method='fixmatch', num_generation=1, do_distalign=True,
+               how_dalign='constant') == 'FixMatch + DA (constant)'
+  assert summarize.gamma(dict(dataset='cifar10lt', class_im_ratio=0.005)) == (
+      pytest.approx(200))
+  assert summarize.gamma(dict(dataset='cifar10ltdarp',
+                              class_im_ratio=150)) == 150
+  assert summarize.format_gamma(200.00000001) == 'gamma=200'
+  assert summarize.format_gamma(None) == 'balanced'
+
+
+def test_same_label_different_generations_get_separate_rows(tmp_path,
+                                                            capsys):
+  make_run(tmp_path, 1, method='CReST')
+  make_run(tmp_path, 1, method='CReST', num_generation=2, seed_acc=1)
+  summarize.main([str(tmp_path)])
+  rows = table_rows(capsys.readouterr().out, 'Test accuracy')
+  assert set(rows) == {'CReST (num_generation=2)', 'CReST (num_generation=3)'}
+
+
+def test_no_runs(tmp_path, capsys):
+  assert summarize.main([str(tmp_path)]) == 1
+  assert 'No runs' in capsys.readouterr().out
+
+
+def test_plots_write_readable_pngs(tmp_path, capsys):
+  run_dir = make_run(tmp_path, 1, method='CReST+')
+  assert plots.main([str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  for name, height in (('recall.png', 420), ('pseudo_labels.png', 840),
+                       ('labeled_set.png', 420)):
+    path = os.path.join(run_dir, name)
+    assert f'Wrote {path}' in out
+    image = np.asarray(Image.open(path))
+    assert image.shape == (height, 900, 3)
+    # Three generations: bars in the first three series colours.
+    for colour in plots.charts.COLORS[:3]:
+      assert np.all(image == colour, axis=-1).sum() > 500, (name, colour)
+    assert not np.all(image == plots.charts.COLORS[3], axis=-1).any()
