@@ -22,7 +22,8 @@ of defects); this is what it set out to do, with these choices:
   `stats.seed`, so they are identical on every replica and across replica
   counts; each replica forwards its own rows of the mixed pool.
   `mixup_beta <= 0` disables mixing.
-* Loss: soft cross-entropy on the mixed labeled rows / global labeled batch;
+* Loss: soft cross-entropy on the mixed labeled rows / global labeled batch
+  (class-weighted by `weighted_soft_xe` with `reweight_labeled`);
   `unsup_loss_type` (default mse) on the mixed unlabeled rows times the mask
   of the row's own example / (global unlabeled batch x K views) ('full') or
   max(1, global mask sum) ('quality'); times `weight_unsup` (constant: the
@@ -85,7 +86,8 @@ def own_rows(replica: tf.Tensor, num_labeled: Union[int, tf.Tensor],
   return tf.concat([lab, tf.reshape(unl, [-1])], 0)
 
 
-def pool_permutation_and_lambda(size: Union[int, tf.Tensor], beta: float, seed: tf.Tensor
+def pool_permutation_and_lambda(size: Union[int, tf.Tensor], beta: float,
+                                seed: tf.Tensor
                                 ) -> Tuple[tf.Tensor, tf.Tensor]:
   """The MixUp partner permutation and per-row lambda' of the global pool.
 
@@ -150,7 +152,8 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   xw = batch['x_w']
   num_views = xw.shape[1]
   if num_views is None:
-    raise ValueError(f'mixmatch needs a static number of views, x_w {xw.shape}.')
+    raise ValueError('mixmatch needs a static number of views; x_w has '
+                     f'shape {xw.shape}.')
   b = xl.shape[0] if xl.shape[0] is not None else tf.shape(xl)[0]
   u = xw.shape[0] if xw.shape[0] is not None else tf.shape(xw)[0]
 
