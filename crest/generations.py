@@ -12,6 +12,7 @@ latest checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
@@ -184,6 +185,9 @@ def run(cfg: Config, strategy, data: SSLData,
     positions, labels = selection.next_labeled_set(
         np.arange(len(data.train_labels)), picks[0], picks[1], original_pos,
         original_lab)
+    digest = hashlib.sha1(positions.tobytes() + labels.tobytes()).hexdigest()
+    logging.info('Generation %d labeled set: %d examples, sha1 %s.', g,
+                 len(positions), digest)
     record = load_record(gen_dir)
     if record is None:
       logging.info('Generation %d/%d in %s: %d labeled (%d pseudo-labeled).',

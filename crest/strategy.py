@@ -47,16 +47,19 @@ def make_strategy(cpu_replicas: int = 0) -> tf.distribute.Strategy:
   if _num_workers_in_tf_config() > 1:
     if cpu_replicas:
       split_cpu(cpu_replicas)
+    name = 'MultiWorkerMirroredStrategy'
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-  elif cpu_replicas:
-    split_cpu(cpu_replicas)
-    devices = [f'/cpu:{i}' for i in range(cpu_replicas)]
-    strategy = tf.distribute.MirroredStrategy(devices)
-  elif tf.config.list_physical_devices('GPU'):
-    strategy = tf.distribute.MirroredStrategy()
   else:
-    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-  logging.info('Strategy %s with %d replica(s).', type(strategy).__name__,
+    name = 'MirroredStrategy'
+    if cpu_replicas:
+      split_cpu(cpu_replicas)
+      devices = [f'/cpu:{i}' for i in range(cpu_replicas)]
+      strategy = tf.distribute.MirroredStrategy(devices)
+    elif tf.config.list_physical_devices('GPU'):
+      strategy = tf.distribute.MirroredStrategy()
+    else:
+      strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+  logging.info('Strategy %s with %d replica(s).', name,
                strategy.num_replicas_in_sync)
   return strategy
 

@@ -4,6 +4,8 @@ owns the generations."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -139,9 +141,15 @@ class GenerationTrainer:
         model=self.model, ema=self.ema, optimizer=self.optimizer,
         p_model_history=self.p_model_history, p_data=self.p_data,
         epoch=self.epoch, sums=self.sums)
+    # Multi-worker rules: every worker saves, only the chief into the run
+    # directory (the others into a temporary directory they delete); every
+    # worker restores from the chief's checkpoints.
+    self.ckpt_dir = os.path.join(work_dir, 'ckpt')
+    save_dir = (self.ckpt_dir if is_chief else
+                tempfile.mkdtemp(prefix='crest-worker-ckpt-'))
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(work_dir, 'ckpt'),
-        max_to_keep=cfg.keep_checkpoints)
+        self.checkpoint, save_dir,
+        max_to_keep=cfg.keep_checkpoints if is_chief else 1)
     self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
@@ -240,7 +248,8 @@ class GenerationTrainer:
       images = np.concatenate([images, np.zeros((padded,) + images.shape[1:],
                                                 images.dtype)])
     ds = pipeline.eval_dataset(images, batch)
-    ds = self.strategy.experimental_distribute_dataset(ds)
+    ds = self.strategy.experimental_distribute_dataset(
+        pipeline.shard_by_data(ds))
     raw, ema = [], []
     for x in ds:
       r, e = self._eval_step(x)
@@ -285,7 +294,7 @@ class GenerationTrainer:
     An unreadable checkpoint (truncated, corrupt) is reported and the previous
     one is used instead.
     """
-    for path in reversed(self.manager.checkpoints):
+    for path in reversed(self._checkpoints()):
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
       except Exception as e:  # pylint: disable=broad-except
@@ -298,9 +307,9 @@ class GenerationTrainer:
                    int(self.epoch.numpy()))
       break
     else:
-      if self.manager.checkpoints:
+      if self._checkpoints():
         raise UserError(
-            f'No readable checkpoint in {self.manager.directory}; delete that '
+            f'No readable checkpoint in {self.ckpt_dir}; delete that '
             'directory to retrain this generation, or use --force_init.')
     done = int(self.epoch.numpy())
     hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
@@ -309,6 +318,13 @@ class GenerationTrainer:
       self.history = {k: v[:done]
                       for k, v in records.read_json(hist_path).items()}
     return self.step
+
+  def _checkpoints(self) -> List[str]:
+    """The chief's checkpoints, oldest first."""
+    if self.is_chief:
+      return list(self.manager.checkpoints)
+    state = tf.train.get_checkpoint_state(self.ckpt_dir)
+    return list(state.all_model_checkpoint_paths) if state else []
 
   def _skipped(self) -> List[int]:
     path = os.path.join(self.work_dir, ROLLBACK_FILE)
@@ -325,7 +341,7 @@ class GenerationTrainer:
     """
     cfg = self.cfg
     self.restore()
-    if not self.manager.checkpoints:
+    if not self._checkpoints():
       self.manager.save(checkpoint_number=0)  # A state to roll back to.
     self.skip = self._skipped()
     rollbacks = 0
@@ -350,6 +366,8 @@ class GenerationTrainer:
         self.restore()
       else:
         rollbacks = 0
+    if not self.is_chief:
+      shutil.rmtree(self.manager.directory, ignore_errors=True)
 
   def _train_from_step(self, labeled_positions, labeled_labels) -> None:
     cfg, data = self.cfg, self.data
@@ -369,7 +387,8 @@ class GenerationTrainer:
         data.train_images, labeled_positions, labeled_labels, stream,
         data.train_labels[stream], spec, start_step=first_batch,
         num_steps=cfg.steps_per_generation - step, skip=skip)
-    iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+    iterator = iter(self.strategy.experimental_distribute_dataset(
+        pipeline.shard_by_data(ds)))
     batch_index = [first_batch]  # The stream's batch index of the next step.
 
     def next_batches(n):

@@ -148,3 +148,17 @@ def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
   ds = ds.map(lambda x: to_float(x, seed), num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
 
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """Shards global batches by element across workers.
+
+  Every worker builds the same global batches; under
+  MultiWorkerMirroredStrategy each takes its contiguous slice of every batch
+  (worker w of W gets rows [w B / W, (w + 1) B / W)), which is exactly how
+  one machine splits a batch among its replicas.
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.DATA)
+  return ds.with_options(options)
