@@ -114,6 +114,11 @@ class GenerationTrainer:
     self.gt_p_data = tf.constant(np.asarray(data.gt_p_data), tf.float32)
     self.num_replicas = strategy.num_replicas_in_sync
 
+    # Mixed precision: layers compute in bfloat16/float16 with float32
+    # variables; logits, losses and pseudo-label math stay float32.
+    keras.config.set_dtype_policy(
+        'float32' if cfg.mixed_precision == 'float32' else
+        f'mixed_{cfg.mixed_precision}')
     with strategy.scope():
       keras.utils.set_random_seed(seed)
       build = dict(num_classes=k, input_shape=tuple(cfg.input_shape),

@@ -1,0 +1,51 @@
+"""Mixed precision: a step stays finite and close to the float32 step."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from crest.config import Config
+from crest.trainer import GenerationTrainer
+from data import pipeline
+from data import registry as data_registry
+from data.base import DataArgs
+
+
+@pytest.fixture(scope='module')
+def data():
+  return data_registry.load(DataArgs(dataset='synthetic_tiny',
+                                     class_im_ratio=0.1, percent_labeled=0.3))
+
+
+def _first_loss(tmp_path, data, precision):
+  cfg = Config(method='fixmatch', dataset='synthetic_tiny', net_arch='small',
+               num_epoch=1, num_batch=2, batch_size=8, unlab_ratio=1,
+               percent_labeled=0.3, model_dir=str(tmp_path), threshold=0.3,
+               progress=False, seed=3, mixed_precision=precision)
+  strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+  try:
+    trainer = GenerationTrainer(cfg, strategy, data, str(tmp_path / precision),
+                                dalign_t=None, seed=cfg.seed)
+    assert trainer.model.trainable_variables[0].dtype == 'float32'
+    spec = pipeline.StreamSpec(8, 1, 'dh', 'dh', 'dhrac', 1, 1, seed=1)
+    lab = data.labeled_positions
+    ds = pipeline.train_dataset(
+        data.train_images, lab, data.train_labels[lab],
+        data.unlabeled_stream_positions,
+        data.train_labels[data.unlabeled_stream_positions], spec, 0, 1)
+    it = iter(strategy.experimental_distribute_dataset(ds))
+    loss = float(trainer._train_loop(it, tf.constant(1)))
+    p_model = trainer.p_model_history.numpy()
+  finally:
+    keras.config.set_dtype_policy('float32')
+  return loss, p_model
+
+
+@pytest.mark.parametrize('precision', ['bfloat16', 'float16'])
+def test_mixed_precision_step_is_close_to_float32(tmp_path, data, precision):
+  ref, ref_pm = _first_loss(tmp_path, data, 'float32')
+  loss, pm = _first_loss(tmp_path, data, precision)
+  assert np.isfinite(loss)
+  assert loss == pytest.approx(ref, rel=0.05)
+  assert pm.dtype == np.float32
+  np.testing.assert_allclose(pm, ref_pm, atol=0.02)
