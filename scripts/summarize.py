@@ -1,14 +1,16 @@
 """Tables of CReST runs: test accuracy mean (std) over folds, as in the paper.
 
   python3 scripts/summarize.py MODEL_DIR [--per_generation] [--out PREFIX]
-      [--folds 5] [--ddof 0] [--plots]
+      [--folds 5] [--ddof 0] [--merge num_batch,num_epoch] [--plots]
 
 Finds every run under MODEL_DIR (a directory holding `config.json`), and groups
 finished runs (the last generation has `generation.json`) into tables:
 
 - one table per configuration, runs that differ only in `--fold` / `--seed`
   (and in settings that do not change results, e.g. `--model_dir`) share a
-  cell; tables say which settings differ between them;
+  cell; tables say which settings differ between them; `--merge` names
+  settings that may differ between rows of one table instead (e.g. each
+  method's step budget);
 - rows: the method (FixMatch, CReST, CReST+; MixMatch, MixMatch + CReST,
   MixMatch + CReST+; `+ DA` for alignment without CReST+'s adaptive prior);
 - columns: gamma = 1 / class_im_ratio (long-tailed sets) or class_im_ratio
@@ -164,10 +166,13 @@ def _hashable(v: Any) -> Any:
   return tuple(v) if isinstance(v, list) else v
 
 
-def table_key(cfg: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
-  """The settings shared by every run of one table."""
+def table_key(cfg: Dict[str, Any], merge: Sequence[str] = ()
+              ) -> Tuple[Tuple[str, Any], ...]:
+  """The settings shared by every run of one table (`merge`: settings
+  that may differ between rows instead)."""
   return tuple(sorted((k, _hashable(v)) for k, v in cfg.items()
-                      if k not in NOT_GROUPED and k not in METHOD_KEYS))
+                      if k not in NOT_GROUPED and k not in METHOD_KEYS
+                      and k not in merge))
 
 
 def gamma(cfg: Dict[str, Any]) -> Optional[float]:
@@ -245,6 +250,7 @@ class Table:
   """Finished runs sharing one configuration, by method label and gamma."""
   key: Tuple[Tuple[str, Any], ...]
   runs: List[Run]
+  merge: Tuple[str, ...] = ()
 
   @property
   def settings(self) -> Dict[str, Any]:
@@ -258,7 +264,9 @@ class Table:
       by_label.setdefault(method_label(run.config)[1], []).append(run)
     out = {}
     for label, runs in by_label.items():
-      settings = [method_settings(r.config) for r in runs]
+      settings = [dict(method_settings(r.config),
+                       **{k: r.config.get(k) for k in self.merge})
+                  for r in runs]
       keys = sorted({k for s in settings for k in s})
       differing = [k for k in keys
                    if len({json.dumps(s.get(k)) for s in settings}) > 1]
@@ -295,14 +303,15 @@ class Table:
     return Cell(runs=runs, values=values, ddof=ddof)
 
 
-def build_tables(runs: Sequence[Run]) -> List[Table]:
+def build_tables(runs: Sequence[Run], merge: Sequence[str] = ()
+                 ) -> List[Table]:
   """Groups finished runs into tables (in order of their settings)."""
   groups: Dict[Tuple, List[Run]] = {}
   for run in runs:
     if run.finished:
-      groups.setdefault(table_key(run.config), []).append(run)
-  return [Table(key=k, runs=v) for k, v in sorted(groups.items(),
-                                                  key=lambda kv: repr(kv[0]))]
+      groups.setdefault(table_key(run.config, merge), []).append(run)
+  return [Table(key=k, runs=v, merge=tuple(merge))
+          for k, v in sorted(groups.items(), key=lambda kv: repr(kv[0]))]
 
 
 def differing_settings(tables: Sequence[Table]) -> List[str]:
@@ -357,6 +366,14 @@ def table_header(index: int, table: Table, differing: Sequence[str]) -> str:
   shown = [f'{k}={s[k]}' for k in HEADLINE_KEYS if k in s]
   lines = [f'## Table {index}: {s.get("method")} on {s.get("dataset")}',
            '', 'Settings: ' + ', '.join(shown) + '.']
+  if table.merge:
+    labels = table.labels()
+    per_row = {}
+    for run in table.runs:
+      per_row.setdefault(labels[run.path], set()).add(', '.join(
+          f'{k}={run.config.get(k)}' for k in table.merge))
+    lines.append('Per method: ' + '; '.join(
+        f'{r}: {" / ".join(sorted(v))}' for r, v in per_row.items()) + '.')
   if differing:
     lines.append('Differs from the other tables: ' + ', '.join(
         f'{k}={s.get(k)}' for k in differing) + '.')
@@ -383,10 +400,11 @@ def _per_generation(report: Report, index: int, table: Table, settings: str,
 
 
 def summarize(runs: Sequence[Run], per_generation: bool = False,
-              folds: Optional[int] = None, ddof: int = 0) -> Report:
+              folds: Optional[int] = None, ddof: int = 0,
+              merge: Sequence[str] = ()) -> Report:
   """Builds every table (final generation, minority view, per generation)."""
   report = Report()
-  tables = build_tables(runs)
+  tables = build_tables(runs, merge)
   differing = differing_settings(tables)
   for index, table in enumerate(tables, 1):
     rows, gammas = table.rows(), table.gammas()
@@ -456,6 +474,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--ddof', type=int, default=0,
                       help='std delta degrees of freedom: 0 population '
                       '(default), 1 sample')
+  parser.add_argument('--merge', default='',
+                      help='comma-separated settings that do not split '
+                      'tables (e.g. num_batch,num_epoch when methods get '
+                      'different step budgets); rows show them when a '
+                      'method has several values, the header lists them')
   parser.add_argument('--plots', action='store_true',
                       help='also draw each run\'s PNGs into its directory')
   args = parser.parse_args(argv)
@@ -466,7 +489,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if not runs:
     print(f'No runs (config.json) under {args.model_dir}.')
     return 1
-  report = summarize(runs, args.per_generation, args.folds, args.ddof)
+  merge = tuple(k for k in args.merge.split(',') if k)
+  report = summarize(runs, args.per_generation, args.folds, args.ddof, merge)
   parts = [f'# Results under {args.model_dir}',
            f'{sum(r.finished for r in runs)} finished run(s) of {len(runs)}; '
            f'std over folds with ddof={args.ddof}.'] + report.markdown

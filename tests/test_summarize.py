@@ -252,3 +252,23 @@ def test_plots_write_readable_pngs(tmp_path, capsys):
     for colour in plots.charts.COLORS[:3]:
       assert np.all(image == colour, axis=-1).sum() > 500, (name, colour)
     assert not np.all(image == plots.charts.COLORS[3], axis=-1).any()
+
+
+def test_merge_puts_different_step_budgets_in_one_table(tmp_path, capsys):
+  fix = make_run(tmp_path, 1, num_batch=300)
+  crest = make_run(tmp_path, 1, method='CReST+', num_batch=150)
+  summarize.main([str(tmp_path)])
+  assert capsys.readouterr().out.count('## Table') == 2
+  summarize.main([str(tmp_path), '--merge', 'num_batch'])
+  text = capsys.readouterr().out
+  assert text.count('## Table') == 1
+  assert 'Per method: CReST+: num_batch=150; FixMatch: num_batch=300.' in text
+  rows = table_rows(text, 'Test accuracy')
+  assert rows['FixMatch']['gamma=100'] == cell_text([final_acc(fix)], 1)
+  assert rows['CReST+']['gamma=100'] == cell_text([final_acc(crest)], 1)
+  # One method with two budgets: two rows, never one averaged cell.
+  make_run(tmp_path, 2, num_batch=100)
+  summarize.main([str(tmp_path), '--merge', 'num_batch'])
+  rows = table_rows(capsys.readouterr().out, 'Test accuracy')
+  assert set(rows) == {'CReST+', 'FixMatch (num_batch=100)',
+                       'FixMatch (num_batch=300)'}
