@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Quick start: FixMatch vs CReST+ on long-tailed Fashion-MNIST, on CPU.
+#
+#   scripts/quickstart.sh
+#
+# On a Debian/Ubuntu machine with Python 3.10+ it:
+#   1. installs the Python requirements (pip install -r requirements.txt),
+#      unless they already import;
+#   2. finds the four official Fashion-MNIST files in $ML_DATA/fashion-mnist/
+#      or /usr/share/datasets/fashion-mnist/, else installs the Debian
+#      package dataset-fashion-mnist (apt-get, as root or with sudo), else
+#      says where to put them;
+#   3. trains FixMatch (1 generation) and CReST+ (3 generations, adaptive
+#      alignment) on Fashion-MNIST-LT, gamma = 100 (class_im_ratio 0.01),
+#      10% labeled, with the small CPU network (see SETTINGS below);
+#   4. prints the table (scripts/summarize.py) and the pictures' paths.
+#
+# Re-running resumes and skips finished runs. Environment: MODEL_DIR
+# [./runs/quickstart], PYTHON [python3], SKIP_INSTALL=1 (do not pip install),
+# EXTRA_FLAGS (appended to both runs), GPUS (as in the sweeps; default: CPU
+# only: CUDA_VISIBLE_DEVICES is set empty unless GPUS is given), DRY_RUN=1
+# (print the training commands only).
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+: "${PYTHON:=python3}"
+: "${MODEL_DIR:=$PWD/runs/quickstart}"
+: "${SKIP_INSTALL:=0}"
+START=$SECONDS
+
+say() { echo "[quickstart] $*"; }
+
+# 1. Python and its packages.
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    2>/dev/null; then
+  say "needs Python 3.10+ as '$PYTHON' (set PYTHON=/path/to/python3)." >&2
+  exit 2
+fi
+if ! "$PYTHON" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("tensorflow", "numpy", "absl",
+                                              "PIL")))' 2>/dev/null; then
+  if [[ "$SKIP_INSTALL" == 1 ]]; then
+    say "missing packages and SKIP_INSTALL=1: pip install -r requirements.txt" >&2
+    exit 2
+  fi
+  say "installing requirements.txt (TensorFlow is large: a few minutes)"
+  if ! "$PYTHON" -m pip install -q -r requirements.txt; then
+    say "pip install failed. On Debian/Ubuntu's system Python use a venv:" >&2
+    say "  python3 -m venv .venv && . .venv/bin/activate && $0" >&2
+    say "(needs: apt-get install -y python3-venv python3-pip)" >&2
+    exit 2
+  fi
+fi
+
+# 2. Fashion-MNIST: the four official IDX files, .gz or not.
+FILES=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte
+       t10k-labels-idx1-ubyte)
+has_files() {
+  local f
+  for f in "${FILES[@]}"; do
+    [[ -f "$1/$f" || -f "$1/$f.gz" ]] || return 1
+  done
+}
+if ! { [[ -n "${ML_DATA:-}" ]] && has_files "$ML_DATA/fashion-mnist"; } &&
+   ! has_files /usr/share/datasets/fashion-mnist; then
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  if command -v apt-get >/dev/null && { [[ -z "$SUDO" ]] ||
+      command -v sudo >/dev/null; }; then
+    say "installing the Debian package dataset-fashion-mnist"
+    $SUDO apt-get install -y dataset-fashion-mnist ||
+      { $SUDO apt-get update && $SUDO apt-get install -y dataset-fashion-mnist; }
+  fi
+  if ! has_files /usr/share/datasets/fashion-mnist; then
+    say "Fashion-MNIST not found. Put the four official files" >&2
+    say "  ${FILES[*]} (.gz or not)" >&2
+    say "in \$ML_DATA/fashion-mnist/ (export ML_DATA=/your/data), or run" >&2
+    say "  apt-get install dataset-fashion-mnist; then re-run $0." >&2
+    exit 2
+  fi
+fi
+
+# 3. FixMatch vs CReST+ (SETTINGS). Compute: FixMatch 1 x 2 x 300 steps =
+# 600; CReST+ 3 generations x 2 x 150 steps = 900 (1.5x), plus one
+# pseudo-labelling pass over the unlabeled pool per generation.
+if [[ -z "${GPUS:-}" ]]; then export CUDA_VISIBLE_DEVICES=""; fi
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+FOLDS=1
+RATIOS=0.01
+METHODS="fixmatch crestplus"
+VALID_METHODS="fixmatch crestplus"
+BASE_FLAGS=(--method=fixmatch --dataset=fashionmnistlt --net_arch=small
+            --net_width=1 --percent_labeled=0.1 --batch_size=32
+            --unlab_ratio=2 --num_epoch=2 --ema_decay=0.99
+            --eval_batch_size=1000 --progress=false)
+method_flags() {
+  case "$1" in
+    fixmatch) echo "--num_generation=1 --num_batch=300" ;;
+    crestplus) echo "--num_generation=3 --num_batch=150 --do_distalign=True" \
+                    "--how_dalign=adaptive --dalign_t=0.5" ;;
+    *) return 1 ;;
+  esac
+}
+. scripts/sweep_lib.sh
+say "training FixMatch and CReST+ into $MODEL_DIR (logs: */train.log)"
+sweep_main
+status=$?
+
+# 4. The table and the pictures.
+"$PYTHON" scripts/summarize.py "$MODEL_DIR" --per_generation --plots \
+  --merge num_batch --out "$MODEL_DIR/summary"
+say "done in $((SECONDS - START)) s (exit $status)."
+exit "$status"
