@@ -121,7 +121,7 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
   trainer.train(labeled_positions, labeled_labels)
 
   # Final evaluation of the EMA model on the test set.
-  _, ema_logits = trainer.logits(data.test_images)
+  ema_logits = trainer.ema_test_logits()
   report = metrics_lib.classification_report(data.test_labels, ema_logits)
   _log_report(os.path.basename(gen_dir), report)
 

@@ -159,7 +159,8 @@ class GenerationTrainer:
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
     self._train_loop = tf.function(self._train_loop_fn)
-    self._eval_step = tf.function(self._eval_step_fn)
+    self._eval_both = tf.function(self._eval_both_fn)
+    self._eval_ema = tf.function(self._eval_ema_fn)
 
   # ---------------------------------------------------------------- steps
   def _replica_step(self, batch, seed):
@@ -232,19 +233,28 @@ class GenerationTrainer:
       loss = self._cross_replica_updates(sums, weak_mean, labels_mean)
     return loss
 
-  def _eval_step_fn(self, x):
+  def _eval_both_fn(self, x):
     def fn(x):
       return (tf.cast(self.model(x, training=False), tf.float32),
               tf.cast(self.ema(x, training=False), tf.float32))
     raw, ema = self.strategy.run(fn, args=(x,))
     return self.strategy.gather(raw, 0), self.strategy.gather(ema, 0)
 
+  def _eval_ema_fn(self, x):
+    def fn(x):
+      return tf.cast(self.ema(x, training=False), tf.float32)
+    return (self.strategy.gather(self.strategy.run(fn, args=(x,)), 0),)
+
   # ------------------------------------------------------------ evaluation
-  def logits(self, images: np.ndarray) -> tuple:
-    """Raw and EMA logits (float32 [N, K] each) on un-augmented images."""
+  def logits(self, images: np.ndarray, raw: bool = True) -> tuple:
+    """Logits on un-augmented images: (raw, EMA), or (EMA,) if not `raw`.
+
+    Returns: float32 [N, K] arrays.
+    """
     n, k = len(images), self.num_classes
+    step_fn = self._eval_both if raw else self._eval_ema
     if n == 0:
-      return np.zeros([0, k], np.float32), np.zeros([0, k], np.float32)
+      return tuple(np.zeros([0, k], np.float32) for _ in range(1 + raw))
     # Pad to whole batches so that one trace serves every batch.
     batch = self.cfg.eval_batch_size
     batch += -batch % self.num_replicas
@@ -255,17 +265,16 @@ class GenerationTrainer:
     ds = pipeline.eval_dataset(images, batch)
     ds = self.strategy.experimental_distribute_dataset(
         pipeline.shard_by_data(ds))
-    raw, ema = [], []
-    for x in ds:
-      r, e = self._eval_step(x)
-      raw.append(r.numpy())
-      ema.append(e.numpy())
-    return np.concatenate(raw)[:n], np.concatenate(ema)[:n]
+    parts = [step_fn(x) for x in ds]
+    return tuple(np.concatenate([p[i].numpy() for p in parts])[:n]
+                 for i in range(len(parts[0])))
 
   def evaluate_test(self) -> Dict[str, object]:
     """Test metrics of the raw and EMA models, with and without logit
-    adjustment (a shift of the same logits by -log p_data)."""
+    adjustment: one forward pass per model, the adjustment is a shift of the
+    same logits by -log p_data."""
     raw, ema = self.logits(self.data.test_images)
+    self.last_test_logits = (int(self.step), ema)
     labels = self.data.test_labels
     p_data = self.p_data.numpy()
     out = {}
@@ -279,12 +288,19 @@ class GenerationTrainer:
     out['monitor.kl_data'] = float(distributions.kl_uniform(self.p_data))
     out['monitor.kl_model'] = float(distributions.kl_uniform(
         distributions.p_model(self.p_model_history)))
-    self._last_ema_test_logits = ema
     return out
+
+  def ema_test_logits(self) -> np.ndarray:
+    """EMA logits on the test set at the current step, float32 [T, K] (reuses
+    the last epoch's evaluation when it was at this step)."""
+    step, logits = getattr(self, 'last_test_logits', (None, None))
+    if step == self.step:
+      return logits
+    return self.logits(self.data.test_images, raw=False)[0]
 
   def predict_ema(self, images: np.ndarray) -> np.ndarray:
     """Softmax scores of the EMA model, float32 [N, K]."""
-    _, ema = self.logits(images)
+    (ema,) = self.logits(images, raw=False)
     return tf.nn.softmax(ema).numpy()
 
   # -------------------------------------------------------------- training
