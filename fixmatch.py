@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from crest import losses
 from crest import pseudo_labels
+from crest import methods
 from crest.methods import LossOutput, LossParams, Stats
 
 
@@ -59,17 +60,8 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
       how_dalign=params.how_dalign, dalign_t=stats.dalign_t,
       threshold=params.threshold, temperature=params.temperature)
   target = tf.stop_gradient(tf.tile(target, [num_strong, 1]))
-  mask_s = tf.tile(mask, [num_strong])
-  per_example = losses.unsupervised_loss(target, logits_s,
-                                         params.unsup_loss_type) * mask_s
-  ctx = tf.distribute.get_replica_context()
-  if params.unsup_loss_divisor == 'quality':
-    global_mask = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                                 tf.reduce_sum(mask_s))
-    divisor = tf.maximum(1.0, global_mask)
-  else:
-    divisor = float(params.global_unlabeled_batch_size * num_strong)
-  loss_xeu = tf.reduce_sum(per_example) / divisor
+  loss_xeu = methods.masked_unsupervised_loss(
+      target, logits_s, tf.tile(mask, [num_strong]), params, num_strong)
 
   total = loss_xe + params.weight_unsup * loss_xeu
   probs_w = tf.nn.softmax(logits_w)

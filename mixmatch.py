@@ -36,6 +36,7 @@ from typing import Dict, Tuple, Union
 import tensorflow as tf
 
 from crest import losses
+from crest import methods
 from crest import mixup
 from crest import pseudo_labels
 from crest.methods import LossOutput, LossParams, Stats
@@ -195,16 +196,9 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
     xe = losses.softmax_xe(y_mix_l, logits_l)
   loss_xe = tf.reduce_sum(xe) / params.global_batch_size
 
-  mask_u = tf.tile(mask, [num_views])  # Each row's own example's mask.
-  per_example = losses.unsupervised_loss(
-      y_mix_u, logits_u, params.unsup_loss_type) * mask_u
-  if params.unsup_loss_divisor == 'quality':
-    global_mask = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
-                                 tf.reduce_sum(mask_u))
-    divisor = tf.maximum(1.0, global_mask)
-  else:
-    divisor = float(params.global_unlabeled_batch_size * num_views)
-  loss_xeu = tf.reduce_sum(per_example) / divisor
+  # Each mixed row carries its own example's mask.
+  loss_xeu = methods.masked_unsupervised_loss(
+      y_mix_u, logits_u, tf.tile(mask, [num_views]), params, num_views)
 
   total = loss_xe + params.weight_unsup * loss_xeu
   scale = tf.cast(b, tf.float32) / params.global_batch_size

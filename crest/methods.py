@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 
 import tensorflow as tf
 
+from crest import losses
 from crest.errors import ConfigError
 
 # name -> module that defines `loss(...)` (see `Method`).
@@ -88,3 +89,33 @@ def params_from_config(cfg, num_classes: int) -> LossParams:
       how_dalign=cfg.how_dalign, reweight_labeled=cfg.reweight_labeled,
       mixup_beta=cfg.mixup_beta, global_batch_size=cfg.batch_size,
       global_unlabeled_batch_size=cfg.unlabeled_batch_size)
+
+
+def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
+                             mask: tf.Tensor, params: LossParams,
+                             num_views: int) -> tf.Tensor:
+  """This replica's share of the masked unsupervised loss (replica context).
+
+  Sums `unsupervised_loss * mask` over the replica's rows and divides by the
+  global divisor: the global number of unlabeled rows (`full`) or
+  `max(1, global number of rows above the threshold)` (`quality`, summed over
+  all replicas), so that summing the shares over replicas gives the loss of
+  the global batch.
+
+  Args:
+    targets: float32 [R, K]; logits: float32 [R, K]; mask: float32 [R].
+    params: the loss settings.
+    num_views: unlabeled rows per unlabeled example.
+
+  Returns: float32 scalar.
+  """
+  per_row = losses.unsupervised_loss(targets, logits,
+                                     params.unsup_loss_type) * mask
+  mask_sum = None
+  if params.unsup_loss_divisor == 'quality':
+    mask_sum = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, tf.reduce_sum(mask))
+  divisor = losses.masked_unsup_divisor(
+      mask, params.global_unlabeled_batch_size * num_views,
+      params.unsup_loss_divisor, mask_sum)
+  return tf.reduce_sum(per_row) / divisor
