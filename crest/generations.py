@@ -80,7 +80,8 @@ def prepare_run_dir(cfg: Config, is_chief: bool = True) -> str:
       records.write_json(path, cfg.to_dict())
     except OSError as e:
       raise UserError(f'Cannot write to the run directory {run_dir}: {e}. '
-                      'Choose a writable --model_dir.') from None
+                      'Choose a writable --model_dir with free space.'
+                      ) from None
   return run_dir
 
 

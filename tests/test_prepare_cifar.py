@@ -250,3 +250,28 @@ def test_download_checks_md5_and_fails_clearly(tmp_path, monkeypatch, capsys):
   assert prepare_cifar.main([f'--archive={tmp_path}/weird.tgz',
                              f'--ml_data={tmp_path}', '--download']) == 2
   assert 'needs --archive to be named' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('flags', [
+    ['--dataset=cifar10lt', '--class_im_ratio=0.1', '--percent_labeled=0.2'],
+    ['--dataset=cifar10ltdarp', '--class_im_ratio=10', '--darp_n1=20',
+     '--darp_m1=30'],
+])
+def test_prepared_files_train_end_to_end(cifar10, tmp_path, flags):
+  """The prepared long-tailed and DARP files through the real entry point."""
+  assert cifar10['proc'].returncode == 0, cifar10['proc'].stderr
+  cmd = [sys.executable, '-m', 'train_and_eval_loop',
+         f'--model_dir={tmp_path}', f'--ml_data={cifar10["ml_data"]}',
+         '--net_arch=small', '--num_epoch=1', '--num_batch=2',
+         '--num_generation=2', '--batch_size=8', '--unlab_ratio=1',
+         '--progress=false', '--eval_batch_size=64'] + flags
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = sorted(pathlib.Path(tmp_path).rglob('generation.json'))
+  assert len(records) == 2
+  import json  # pylint: disable=g-import-not-at-top
+  rec = json.loads(records[-1].read_text())
+  assert len(rec['test_per_class_recall']) == 10
+  assert rec['num_pseudo_labeled'] == sum(
+      json.loads(records[0].read_text())['picked_per_class'])
