@@ -65,18 +65,9 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
 
   total = loss_xe + params.weight_unsup * loss_xeu
   probs_w = tf.nn.softmax(logits_w)
-  scale = tf.cast(nl, tf.float32) / params.global_batch_size
-  uscale = tf.cast(nu, tf.float32) / params.global_unlabeled_batch_size
-  metrics = {
-      # Replica shares of global means: the trainer sums them over replicas.
-      'loss.xe': loss_xe,
-      'loss.xeu': loss_xeu,
-      'acc.train': scale * tf.reduce_mean(tf.cast(
-          tf.argmax(logits_l, 1) == tf.cast(yl, tf.int64), tf.float32)),
-      'acc.unlab': uscale * tf.reduce_mean(tf.cast(
-          tf.argmax(logits_w, 1) == tf.cast(batch['y_u'], tf.int64),
-          tf.float32)),
-      'monitor.mask': uscale * tf.reduce_mean(mask),
-  }
+  metrics = methods.replica_metrics(
+      params, loss_xe=loss_xe, loss_xeu=loss_xeu, labeled_scores=logits_l,
+      labels=yl, unlabeled_scores=logits_w, unlabeled_labels=batch['y_u'],
+      mask=mask)
   return LossOutput(loss=total, weak_probs_mean=tf.reduce_mean(probs_w, 0),
                     metrics=metrics)

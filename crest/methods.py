@@ -119,3 +119,34 @@ def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
       mask, params.global_unlabeled_batch_size * num_views,
       params.unsup_loss_divisor, mask_sum)
   return tf.reduce_sum(per_row) / divisor
+
+
+def replica_metrics(params: LossParams, *, loss_xe: tf.Tensor,
+                    loss_xeu: tf.Tensor, labeled_scores: tf.Tensor,
+                    labels: tf.Tensor, unlabeled_scores: tf.Tensor,
+                    unlabeled_labels: tf.Tensor,
+                    mask: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """The metrics every method reports, as this replica's shares of the
+  global means (the trainer sums them over replicas).
+
+  Args:
+    params: the loss settings (global batch sizes).
+    loss_xe, loss_xeu: this replica's shares of the two losses.
+    labeled_scores: [b, K] logits or probabilities on labeled rows.
+    labels: int [b].
+    unlabeled_scores: [u, K] on unlabeled examples (one row each).
+    unlabeled_labels: int [u], true labels (monitoring only).
+    mask: float32 [u], the pseudo-label mask per unlabeled example.
+  """
+  def correct(scores, y):
+    return tf.cast(tf.argmax(scores, 1) == tf.cast(y, tf.int64), tf.float32)
+  return {
+      'loss.xe': loss_xe,
+      'loss.xeu': loss_xeu,
+      'acc.train': tf.reduce_sum(correct(labeled_scores, labels)) /
+                   params.global_batch_size,
+      'acc.unlab': tf.reduce_sum(correct(unlabeled_scores, unlabeled_labels))
+                   / params.global_unlabeled_batch_size,
+      'monitor.mask': tf.reduce_sum(mask) /
+                      params.global_unlabeled_batch_size,
+  }
