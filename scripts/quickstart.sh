@@ -10,8 +10,8 @@
 #      or /usr/share/datasets/fashion-mnist/, else installs the Debian
 #      package dataset-fashion-mnist (apt-get, as root or with sudo), else
 #      says where to put them;
-#   3. trains FixMatch (1 generation) and CReST+ (3 generations, adaptive
-#      alignment) on Fashion-MNIST-LT, gamma = 100 (class_im_ratio 0.01),
+#   3. trains FixMatch (1 generation) and CReST+ (2 generations, adaptive
+#      alignment) on Fashion-MNIST-LT, gamma = 50 (class_im_ratio 0.02),
 #      10% labeled, with the small CPU network (see SETTINGS below);
 #   4. prints the table (scripts/summarize.py) and the pictures' paths.
 #
@@ -79,23 +79,35 @@ if ! { [[ -n "${ML_DATA:-}" ]] && has_files "$ML_DATA/fashion-mnist"; } &&
   fi
 fi
 
-# 3. FixMatch vs CReST+ (SETTINGS). Compute: FixMatch 1 x 2 x 300 steps =
-# 600; CReST+ 3 generations x 2 x 150 steps = 900 (1.5x), plus one
-# pseudo-labelling pass over the unlabeled pool per generation.
+# 3. FixMatch vs CReST+ (SETTINGS). Fashion-MNIST-LT gamma = 50
+# (class_im_ratio 0.02: 6000 ... 120 training images per class, 14,000 in
+# all), 10% labeled, small network at width 1, cosine learning rate 0.1 to 0
+# in every generation, EMA decay 0.99 (the paper's 0.999 is too slow for a
+# few hundred steps). Each generation is 2 epochs x 300 steps, batch 32
+# labeled + 2 x 64 unlabeled views: FixMatch = 1 generation (600 steps);
+# CReST+ = 2 generations (1,200 steps: twice FixMatch's compute; generation 0
+# is FixMatch with alignment at t = 1, generation 1 retrains with its picks,
+# aligned at t = 0.5). Measured (fold 1, 2 loaded CPU cores, 767 s in all):
+# FixMatch 62.7%, CReST+ 61.1% -> 61.9% (rarest third's recall 51.2%;
+# 47.3% -> 50.3%): at this budget CReST+ does NOT beat FixMatch; its second
+# generation does lift classes 3, 4, 7, 8 (see recall.png). Shorter
+# generations at FixMatch's budget (3 x 300 steps) were far worse (42% after
+# 2 of them): a generation must be trained long enough for its picks to help.
 if [[ -z "${GPUS:-}" ]]; then export CUDA_VISIBLE_DEVICES=""; fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 FOLDS=1
-RATIOS=0.01
+RATIOS=0.02
 METHODS="fixmatch crestplus"
 VALID_METHODS="fixmatch crestplus"
 BASE_FLAGS=(--method=fixmatch --dataset=fashionmnistlt --net_arch=small
             --net_width=1 --percent_labeled=0.1 --batch_size=32
-            --unlab_ratio=2 --num_epoch=2 --ema_decay=0.99
-            --eval_batch_size=1000 --progress=false)
+            --unlab_ratio=2 --num_epoch=2 --num_batch=300 --sched_type=cos
+            --learning_rate=0.1 --ema_decay=0.99 --eval_batch_size=1000
+            --progress=false)
 method_flags() {
   case "$1" in
-    fixmatch) echo "--num_generation=1 --num_batch=300" ;;
-    crestplus) echo "--num_generation=3 --num_batch=150 --do_distalign=True" \
+    fixmatch) echo "--num_generation=1" ;;
+    crestplus) echo "--num_generation=2 --do_distalign=True" \
                     "--how_dalign=adaptive --dalign_t=0.5" ;;
     *) return 1 ;;
   esac
@@ -107,6 +119,6 @@ status=$?
 
 # 4. The table and the pictures.
 "$PYTHON" scripts/summarize.py "$MODEL_DIR" --per_generation --plots \
-  --merge num_batch --out "$MODEL_DIR/summary"
+  --out "$MODEL_DIR/summary"
 say "done in $((SECONDS - START)) s (exit $status)."
 exit "$status"

@@ -96,14 +96,14 @@ def test_quickstart_dry_run(tmp_path):
                      capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stdout + r.stderr
   runs = commands(r.stdout)
-  assert sorted(runs) == ['crestplus/ratio0.01/fold1',
-                          'fixmatch/ratio0.01/fold1']
-  fix, crest = runs['fixmatch/ratio0.01/fold1'], runs[
-      'crestplus/ratio0.01/fold1']
+  assert sorted(runs) == ['crestplus/ratio0.02/fold1',
+                          'fixmatch/ratio0.02/fold1']
+  fix, crest = runs['fixmatch/ratio0.02/fold1'], runs[
+      'crestplus/ratio0.02/fold1']
   assert last_flag(fix, 'dataset') == last_flag(crest, 'dataset') == (
       'fashionmnistlt')
   assert last_flag(fix, 'num_generation') == '1'
-  assert last_flag(crest, 'num_generation') == '3'
+  assert last_flag(crest, 'num_generation') == '2'
   assert last_flag(crest, 'how_dalign') == 'adaptive'
 
 
