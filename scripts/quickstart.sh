@@ -39,7 +39,8 @@ if ! "$PYTHON" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ("tensorflow", "numpy", "absl",
                                               "PIL")))' 2>/dev/null; then
   if [[ "$SKIP_INSTALL" == 1 ]]; then
-    say "missing packages and SKIP_INSTALL=1: pip install -r requirements.txt" >&2
+    say "missing packages (SKIP_INSTALL=1): pip install -r requirements.txt" \
+      >&2
     exit 2
   fi
   say "installing requirements.txt (TensorFlow is large: a few minutes)"
@@ -68,7 +69,8 @@ if ! { [[ -n "${ML_DATA:-}" ]] && has_files "$ML_DATA/fashion-mnist"; } &&
       command -v sudo >/dev/null; }; then
     say "installing the Debian package dataset-fashion-mnist"
     $SUDO apt-get install -y dataset-fashion-mnist ||
-      { $SUDO apt-get update && $SUDO apt-get install -y dataset-fashion-mnist; }
+      { $SUDO apt-get update &&
+        $SUDO apt-get install -y dataset-fashion-mnist; }
   fi
   if ! has_files /usr/share/datasets/fashion-mnist; then
     say "Fashion-MNIST not found. Put the four official files" >&2

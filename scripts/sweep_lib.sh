@@ -122,7 +122,8 @@ sweep_main() {
           read -ra fold_args <<<"$(fold_flags "$fold")"
         fi
         args=("${BASE_FLAGS[@]}" "--class_im_ratio=$ratio" "--fold=$fold"
-              "${fold_args[@]}" "${method_args[@]}" "--model_dir=$dir" "${extra_args[@]}")
+              "${fold_args[@]}" "${method_args[@]}" "--model_dir=$dir"
+              "${extra_args[@]}")
         planned=$((planned + 1))
         if sweep_is_finished "${args[@]}"; then
           echo "finished, skipped: $name"

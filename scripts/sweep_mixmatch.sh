@@ -7,7 +7,8 @@
 #
 #   scripts/sweep_mixmatch.sh
 #   GPUS="0 1" RATIOS="150" scripts/sweep_mixmatch.sh
-#   DATASET=cifar10lt RATIOS="0.02 0.01 0.005" EXTRA_FLAGS=--percent_labeled=0.1 \
+#   DATASET=cifar10lt RATIOS="0.02 0.01 0.005" \
+#     EXTRA_FLAGS=--percent_labeled=0.1 \
 #     scripts/sweep_mixmatch.sh     # MixMatch on the CIFAR-10-LT protocol
 #   python3 scripts/summarize.py "$MODEL_DIR"
 #
