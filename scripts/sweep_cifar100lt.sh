@@ -24,26 +24,6 @@
 # Data: $ML_DATA/cifar-lt/cifar-100-data-im-{ratio}/ (scripts/prepare_cifar.py).
 # Finished runs are skipped, unfinished ones resumed; each run's log is
 # MODEL_DIR/METHOD/ratioR/foldF/train.log; exits 1 if a run failed.
-set -u
-: "${FOLDS:=1 2 3 4 5}"
-: "${RATIOS:=0.02 0.01 0.005}"
-: "${METHODS:=fixmatch crest crestplus}"
-: "${MODEL_DIR:=$PWD/runs/cifar100lt}"
-: "${PERCENT_LABELED:=0.1}"
-VALID_METHODS="fixmatch crest crestplus"
-BASE_FLAGS=(--method=fixmatch --dataset=cifar100lt --input_shape=32,32,3
-            "--percent_labeled=$PERCENT_LABELED" --num_epoch=64
-            --sched_level=1 --dalign_t=0.5 --unlab_ratio=7 --temperature=0)
-
-method_flags() {
-  case "$1" in
-    fixmatch) echo "--num_generation=1" ;;
-    crest) echo "--num_generation=6" ;;
-    crestplus) echo "--num_generation=6 --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.5" ;;
-    *) return 1 ;;
-  esac
-}
-
-. "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
-sweep_main
+# Same grid, flags and environment variables as sweep_cifar10lt.sh (which it
+# runs with the dataset set to cifar100lt).
+SWEEP_DATASET=cifar100lt exec "$(dirname "${BASH_SOURCE[0]}")/sweep_cifar10lt.sh" "$@"

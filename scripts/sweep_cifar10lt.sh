@@ -27,10 +27,11 @@ set -u
 : "${FOLDS:=1 2 3 4 5}"
 : "${RATIOS:=0.02 0.01 0.005}"
 : "${METHODS:=fixmatch crest crestplus}"
-: "${MODEL_DIR:=$PWD/runs/cifar10lt}"
+SWEEP_DATASET="${SWEEP_DATASET:-cifar10lt}"
+: "${MODEL_DIR:=$PWD/runs/$SWEEP_DATASET}"
 : "${PERCENT_LABELED:=0.1}"
 VALID_METHODS="fixmatch crest crestplus"
-BASE_FLAGS=(--method=fixmatch --dataset=cifar10lt --input_shape=32,32,3
+BASE_FLAGS=(--method=fixmatch "--dataset=$SWEEP_DATASET" --input_shape=32,32,3
             "--percent_labeled=$PERCENT_LABELED" --num_epoch=64
             --sched_level=1 --dalign_t=0.5 --unlab_ratio=7 --temperature=0)
 
