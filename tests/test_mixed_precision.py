@@ -41,9 +41,15 @@ def _first_loss(tmp_path, data, precision):
   return loss, p_model
 
 
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, data):
+  return _first_loss(tmp_path_factory.mktemp('ref'), data, 'float32')
+
+
 @pytest.mark.parametrize('precision', ['bfloat16', 'float16'])
-def test_mixed_precision_step_is_close_to_float32(tmp_path, data, precision):
-  ref, ref_pm = _first_loss(tmp_path, data, 'float32')
+def test_mixed_precision_step_is_close_to_float32(tmp_path, data, reference,
+                                                  precision):
+  ref, ref_pm = reference
   loss, pm = _first_loss(tmp_path, data, precision)
   assert np.isfinite(loss)
   assert loss == pytest.approx(ref, rel=0.05)

@@ -138,21 +138,6 @@ def test_rerun_with_another_config_names_the_flags(finished_run):
   assert '--force_init' in msg
 
 
-def test_command_line_end_to_end(tmp_path):
-  """The real entry point: one generation, exit code 0, records written."""
-  cmd = [sys.executable, '-m', 'train_and_eval_loop',
-         f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
-         '--net_arch=small', '--num_epoch=1', '--num_batch=2',
-         '--num_generation=1', '--batch_size=8', '--unlab_ratio=1',
-         '--percent_labeled=0.3', '--progress=false', '--eval_batch_size=64']
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                        timeout=240)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  found = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs
-           if f == 'generation.json']
-  assert len(found) == 1
-
-
 def test_command_line_bad_flag_exits_2(tmp_path):
   cmd = [sys.executable, '-m', 'train_and_eval_loop',
          f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
