@@ -104,7 +104,7 @@ def main(argv: List[str]) -> Optional[int]:
 
 
 def run() -> None:
-  crest_flags.define_flags(FLAGS)
+  crest_flags.define_flags(FLAGS, help_module=sys.argv[0])
   app.run(lambda argv: sys.exit(main(argv) or 0))
 
 

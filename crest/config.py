@@ -13,14 +13,9 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from crest.errors import ConfigError
 
-METHODS = ('fixmatch', 'mixmatch')
+# Choices owned by the config itself; the others come from the modules that
+# implement them (methods, schedules, losses, selection, registries).
 OPTIMIZERS = ('sgd', 'adam')
-SCHEDULES = ('const', 'linear', 'step', 'cos', 'halfcos')
-SCHED_FREQS = ('step', 'epoch')
-UNSUP_LOSS_TYPES = ('xe', 'mse')
-UNSUP_LOSS_DIVISORS = ('full', 'quality')
-HOW_DALIGN = (None, 'constant', 'adaptive')
-UPDATE_MODES = ('distribution', 'all')
 ACTIVATIONS = ('leaky_relu', 'relu')
 HEAD_ARCHS = ('linear', 'mlp')
 MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
@@ -207,12 +202,18 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   Returns:
     `cfg`, unchanged.
   """
-  # Registries are imported lazily so that importing the config is cheap.
-  from augment import registry as augment_registry  # pylint: disable=g-import-not-at-top
-  from data import registry as data_registry  # pylint: disable=g-import-not-at-top
-  from networks import registry as network_registry  # pylint: disable=g-import-not-at-top
+  # Imported lazily so that importing the config (and --help) stays cheap.
+  # pylint: disable=g-import-not-at-top
+  from augment import registry as augment_registry
+  from crest import losses
+  from crest import methods
+  from crest import schedules
+  from crest import selection
+  from data import registry as data_registry
+  from networks import registry as network_registry
+  # pylint: enable=g-import-not-at-top
 
-  _choice('method', cfg.method, METHODS)
+  _choice('method', cfg.method, methods.names())
   datasets = data_registry.names()
   _choice('dataset', cfg.dataset, datasets)
   archs = network_registry.names()
@@ -220,12 +221,12 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
     raise ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; choose one '
                       f'of: {", ".join(archs)}.')
   _choice('optim_type', cfg.optim_type, OPTIMIZERS)
-  _choice('sched_type', cfg.sched_type, SCHEDULES)
-  _choice('sched_freq', cfg.sched_freq, SCHED_FREQS)
-  _choice('unsup_loss_type', cfg.unsup_loss_type, UNSUP_LOSS_TYPES)
-  _choice('unsup_loss_divisor', cfg.unsup_loss_divisor, UNSUP_LOSS_DIVISORS)
-  _choice('how_dalign', cfg.how_dalign, HOW_DALIGN)
-  _choice('update_mode', cfg.update_mode, UPDATE_MODES)
+  _choice('sched_type', cfg.sched_type, schedules.SCHEDULES)
+  _choice('sched_freq', cfg.sched_freq, schedules.SCHED_FREQS)
+  _choice('unsup_loss_type', cfg.unsup_loss_type, losses.UNSUP_LOSS_TYPES)
+  _choice('unsup_loss_divisor', cfg.unsup_loss_divisor, losses.UNSUP_DIVISORS)
+  _choice('how_dalign', cfg.how_dalign, selection.HOW_DALIGN)
+  _choice('update_mode', cfg.update_mode, selection.UPDATE_MODES)
   _choice('activation', cfg.activation, ACTIVATIONS)
   _choice('head_arch', cfg.head_arch, HEAD_ARCHS)
   _choice('mixed_precision', cfg.mixed_precision, MIXED_PRECISION)

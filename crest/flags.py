@@ -21,7 +21,7 @@ _D = config_lib.Config()
 _FLAGS = [
     # --- What to train.
     ('method', 'str', _D.method,
-     f'SSL method: {", ".join(config_lib.METHODS)}.'),
+     'SSL method: fixmatch or mixmatch.'),
     ('dataset', 'str', _D.dataset,
      'Dataset name (see the README; e.g. cifar10lt, cifar100lt, cifar10, '
      'cifar100, cifar10ltdarp, fashionmnistlt, npz, npzlt, synthetic).'),
@@ -73,7 +73,7 @@ _FLAGS = [
     # --- Optimisation.
     ('optim_type', 'str', _D.optim_type, 'Optimizer: sgd (Nesterov) or adam.'),
     ('sched_type', 'str', _D.sched_type,
-     f'Learning-rate schedule: {", ".join(config_lib.SCHEDULES)}.'),
+     'Learning-rate schedule: const, linear, step, cos or halfcos.'),
     ('sched_freq', 'str', _D.sched_freq,
      'Schedule update frequency: step or epoch.'),
     ('sched_step_size', 'int', _D.sched_step_size, 'step schedule: period.'),
@@ -160,8 +160,15 @@ _FLAGS = [
 FLAG_NAMES = tuple(f[0] for f in _FLAGS)
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Defines every flag on `flag_values` (call once, from the entry point)."""
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS,
+                 help_module: Optional[str] = None) -> None:
+  """Defines every flag on `flag_values` (call once, from the entry point).
+
+  Args:
+    flag_values: where to define them.
+    help_module: also list them under this module (the entry point's
+      `sys.argv[0]`), so that `--help` shows them, not only `--helpfull`.
+  """
   for name, kind, default, help_ in _FLAGS:
     if name in flag_values:
       continue
@@ -175,6 +182,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
       flags.DEFINE_boolean(name, default, help_, flag_values=flag_values)
     else:
       raise AssertionError(kind)
+    if help_module:
+      flag_values.register_flag_by_module(help_module, flag_values[name])
 
 
 def _parse_ints(name: str, text: str, allow_empty: bool) -> tuple:

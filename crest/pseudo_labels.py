@@ -131,26 +131,11 @@ def pseudo_targets(logits: tf.Tensor, *, p_model: tf.Tensor,
                    ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """FixMatch pseudo-targets from (weak-view) logits.
 
-  `probs = softmax(logits)`, then `pseudo_targets_from_probs(probs, ...)`:
-  optional distribution alignment, the mask `max(probs) >= threshold` and the
-  target `sharpen(probs, temperature)`, both on the aligned probabilities. No
-  gradient flows through the outputs.
+  `pseudo_targets_from_probs(softmax(logits), ...)`: same keyword arguments
+  and outputs (target [B, K], mask [B], aligned probs [B, K]).
 
   Args:
     logits: float32 [B, K].
-    p_model: float32 [K], running model distribution (see
-      `crest.distributions.p_model`).
-    p_data: float32 [K], running labeled distribution.
-    gt_p_data: float32 [K], known class prior.
-    do_distalign: whether to align.
-    how_dalign: None, 'constant' or 'adaptive'.
-    dalign_t: float or scalar tensor, the generation's alignment temperature.
-    threshold: confidence threshold in [0, 1].
-    temperature: sharpening temperature (0: hard one-hot).
-
-  Returns:
-    (target float32 [B, K], mask float32 [B] of 0/1, probs float32 [B, K]
-    the (aligned) probabilities the mask was computed on).
   """
   logits = tf.stop_gradient(tf.convert_to_tensor(logits, tf.float32))
   return pseudo_targets_from_probs(

@@ -96,3 +96,17 @@ def test_seed_zero_is_a_seed_and_ml_data_falls_back(monkeypatch):
   assert cfg.seed == 0 and cfg.ml_data == '/data/root'
   cfg = _parse(['--model_dir=/tmp/x', '--ml_data=/other'])
   assert cfg.ml_data == '/other'
+
+
+def test_help_lists_the_flags_and_the_deliberate_differences():
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, '-m', 'train_and_eval_loop', '--help'],
+                       cwd=root, capture_output=True, text=True,
+                       timeout=120).stdout
+  missing = [n for n in crest_flags.FLAG_NAMES
+             if f'--{n}:' not in out and f'--[no]{n}:' not in out]
+  assert not missing, missing
+  assert '0 is a seed' in out and 'Synchronise batch-norm' in out
