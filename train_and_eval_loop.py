@@ -68,6 +68,8 @@ def main(argv: List[str]) -> Optional[int]:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # Read by TensorFlow once, when it is imported (so before the import).
+  os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if FLAGS.onednn else '0'
   from crest import interrupt  # pylint: disable=g-import-not-at-top
   interrupt.install()
   try:

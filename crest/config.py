@@ -40,7 +40,7 @@ METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
 NON_SEMANTIC_FIELDS = frozenset({
     'model_dir', 'force_init', 'num_workers', 'cpu_replicas', 'ml_data',
     'eval_batch_size', 'steps_per_loop', 'progress', 'jit_compile',
-    'keep_checkpoints',
+    'keep_checkpoints', 'onednn',
 })
 
 
@@ -119,6 +119,7 @@ class Config:
   cpu_replicas: int = 0
   deterministic: bool = False
   jit_compile: bool = False
+  onednn: bool = True
   mixed_precision: str = 'float32'
   steps_per_loop: int = 1
   eval_batch_size: int = 1024

@@ -134,6 +134,8 @@ def main() -> None:
                       help='run the synthetic learning check instead')
   args = parser.parse_args()
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # oneDNN CPU kernels, as train_and_eval_loop --onednn (the default).
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
   if args.learn_steps > 0:
     learn(args.learn_steps)

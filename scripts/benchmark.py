@@ -34,6 +34,9 @@ def _worker(spec: dict) -> dict:
   """Runs one case in this process; returns its measurements."""
   t_start = spec['t_start']
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  # As train_and_eval_loop: set from the config before TensorFlow loads.
+  os.environ['TF_ENABLE_ONEDNN_OPTS'] = (
+      '1' if spec['extra'].get('onednn', True) else '0')
   sys.path.insert(0, ROOT)
   import resource  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

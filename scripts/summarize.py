@@ -45,6 +45,9 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from crest.config import NON_SEMANTIC_FIELDS  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 import numpy as np
 
 CONFIG_FILE = 'config.json'
@@ -55,11 +58,8 @@ GEN_DIR_RE = re.compile(r'^gen_(\d+)(_t-?[0-9.]+)?$')
 # class_im_ratio is the column, the rest does not change what a run computes
 # (crest.config.NON_SEMANTIC_FIELDS, plus paths).
 AVERAGED_OVER = ('fold', 'seed')
-NOT_GROUPED = frozenset({
-    'fold', 'seed', 'class_im_ratio', 'model_dir', 'force_init', 'num_workers',
-    'cpu_replicas', 'ml_data', 'eval_batch_size', 'steps_per_loop',
-    'progress', 'jit_compile', 'keep_checkpoints', 'ckpt_prefix', 'file_path',
-})
+NOT_GROUPED = NON_SEMANTIC_FIELDS | {
+    'fold', 'seed', 'class_im_ratio', 'ckpt_prefix', 'file_path'}
 # Settings that define the row (the method), not the table.
 METHOD_KEYS = ('num_generation', 'do_distalign', 'how_dalign', 'dalign_t',
                'alpha', 'update_mode')

@@ -10,6 +10,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# What train_and_eval_loop uses by default (--onednn); read at TF import.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
