@@ -42,6 +42,10 @@ from crest import pseudo_labels
 from crest.methods import LossOutput, LossParams, Stats
 
 
+# MixUp gathers the global batch in the loss (see above).
+GATHERS_ACROSS_REPLICAS = True
+
+
 def views_first(x: tf.Tensor) -> tf.Tensor:
   """Example-major views to view-major rows.
 

@@ -91,12 +91,17 @@ def brightness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
 
 def sharpness(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
   """PIL Sharpness: blend from the SMOOTH-filtered image (border kept)."""
-  channels = images.shape[-1]
   x = tf.cast(images, tf.float32)
-  kernel = tf.constant([[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]],
-                       shape=[3, 3, 1, 1]) / 13.
-  kernel = tf.tile(kernel, [1, 1, channels, 1])
-  smooth = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], padding='VALID')
+  # The 3x3 SMOOTH filter as a sum of shifted slices, tap by tap in row-major
+  # order: the float32 rounding of the reference's depthwise convolution
+  # (oneDNN's depthwise kernel rounds differently and is not used).
+  h, w = tf.shape(x)[1], tf.shape(x)[2]
+  weights = [[1., 1., 1.], [1., 5., 1.], [1., 1., 1.]]
+  smooth = None
+  for i in range(3):
+    for j in range(3):
+      tap = x[:, i:h - 2 + i, j:w - 2 + j, :] * tf.constant(weights[i][j] / 13.)
+      smooth = tap if smooth is None else smooth + tap
   smooth = tf.saturate_cast(smooth, tf.uint8)
   smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
   shape = tf.shape(images)

@@ -290,6 +290,14 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
            '--method=mixmatch needs at least one weak view (--num_weakaug).')
     _check(cfg.num_strongaug == 0,
            '--method=mixmatch uses weak views only; set --num_strongaug=0.')
+  if cfg.jit_compile:
+    _check(not cfg.bn_sync, '--jit_compile cannot be combined with --bn_sync: '
+           'synchronised batch norm reduces across replicas inside the '
+           'compiled step, which XLA cannot compile per replica. Drop one.')
+    _check(not methods.gathers_across_replicas(cfg.method),
+           f'--jit_compile does not support --method={cfg.method}: its loss '
+           'gathers the batch across replicas (global MixUp), which XLA '
+           'cannot compile per replica. Drop --jit_compile.')
   if cfg.dataset in ('npz', 'npzlt'):
     _check(bool(cfg.data_file), f'--dataset={cfg.dataset} reads your own '
            'data: give its path with --data_file=PATH.npz.')

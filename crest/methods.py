@@ -71,6 +71,14 @@ def names() -> List[str]:
   return sorted(_METHODS)
 
 
+def gathers_across_replicas(name: str) -> bool:
+  """Whether the method's loss communicates across replicas (MixMatch's
+  global MixUp); such a loss cannot be XLA-compiled per replica."""
+  get(name)  # Validates the name.
+  return bool(getattr(importlib.import_module(_METHODS[name]),
+                      'GATHERS_ACROSS_REPLICAS', False))
+
+
 def get(name: str) -> LossFn:
   """The `loss(model, batch, stats, params)` function of a method."""
   if name not in _METHODS:

@@ -27,6 +27,7 @@ from crest.errors import UserError
 from crest.progress import Progress
 from data import pipeline
 from data.base import SSLData
+from networks import common as network_common
 from networks import registry as networks
 
 TRAIN_METRICS = ('loss.train', 'loss.xe', 'loss.xeu', 'loss.wd', 'acc.train',
@@ -158,6 +159,16 @@ class GenerationTrainer:
     self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
+    # --jit_compile: XLA compiles each replica's forward/backward, and the
+    # evaluation forward on one device (on several, TF 2.21 places the
+    # compiled forward's variables on the wrong device); the cross-replica
+    # reductions, optimizer and EMA updates stay outside.
+    jit = (lambda fn: tf.function(fn, jit_compile=True)) if cfg.jit_compile \
+        else (lambda fn: fn)
+    jit_eval = jit if self.num_replicas == 1 else (lambda fn: fn)
+    self._loss_and_grads = jit(self._loss_and_grads_fn)
+    self._forward_both = jit_eval(self._forward_both_fn)
+    self._forward_ema = jit_eval(self._forward_ema_fn)
     self._train_loop = tf.function(self._train_loop_fn)
     self._eval_both = tf.function(self._eval_both_fn)
     self._eval_ema = tf.function(self._eval_ema_fn)
@@ -171,13 +182,9 @@ class GenerationTrainer:
         p_data=tf.convert_to_tensor(self.p_data), gt_p_data=self.gt_p_data,
         dalign_t=tf.constant(self.dalign_t, tf.float32), seed=seed)
     variables = self.model.trainable_variables
-    with tf.GradientTape() as tape:
-      out = self.loss_fn(self.model, batch, stats, self.params)
-      wd = losses.l2_weight_decay(self.decay_variables)
-      total = out.loss + cfg.weight_decay * wd / self.num_replicas
-      scaled = (self.optimizer.scale_loss(total)
-                if hasattr(self.optimizer, 'scale_loss') else total)
-    grads = tape.gradient(scaled, variables)
+    out, wd, total, grads, moving = self._loss_and_grads(batch, stats)
+    for v, value in zip(self._moving_variables, moving):
+      v.assign(value)  # Batch-norm moving statistics.
     if cfg.clip_value > 0:
       # Clip the global gradient, like one device would: reduce, clip, and
       # hand each replica 1/N of it (the optimizer sums replicas again).
@@ -195,6 +202,24 @@ class GenerationTrainer:
         tf.distribute.ReduceOp.MEAN,
         distributions.labels_mean(batch['y_l'], self.num_classes))
     return sums, weak_mean, labels_mean
+
+  def _loss_and_grads_fn(self, batch, stats):
+    """One replica's loss and gradients (XLA-compiled with --jit_compile).
+
+    Returns: (LossOutput, weight-decay term, total loss, gradients, new
+    values of the batch-norm moving statistics, in the order of
+    `self._moving_variables`).
+    """
+    variables = self.model.trainable_variables
+    with tf.GradientTape() as tape, network_common.deferred_updates() as moving:
+      out = self.loss_fn(self.model, batch, stats, self.params)
+      wd = losses.l2_weight_decay(self.decay_variables)
+      total = out.loss + self.cfg.weight_decay * wd / self.num_replicas
+      scaled = (self.optimizer.scale_loss(total)
+                if hasattr(self.optimizer, 'scale_loss') else total)
+    self._moving_variables = [v for v, _ in moving]
+    return (out, wd, total, tape.gradient(scaled, variables),
+            [value for _, value in moving])
 
   def _cross_replica_updates(self, sums, weak_mean, labels_mean):
     """EMA and running distributions, after the optimizer step."""
@@ -233,17 +258,20 @@ class GenerationTrainer:
       loss = self._cross_replica_updates(sums, weak_mean, labels_mean)
     return loss
 
+  def _forward_both_fn(self, x):
+    return (tf.cast(self.model(x, training=False), tf.float32),
+            tf.cast(self.ema(x, training=False), tf.float32))
+
+  def _forward_ema_fn(self, x):
+    return tf.cast(self.ema(x, training=False), tf.float32)
+
   def _eval_both_fn(self, x):
-    def fn(x):
-      return (tf.cast(self.model(x, training=False), tf.float32),
-              tf.cast(self.ema(x, training=False), tf.float32))
-    raw, ema = self.strategy.run(fn, args=(x,))
+    raw, ema = self.strategy.run(self._forward_both, args=(x,))
     return self.strategy.gather(raw, 0), self.strategy.gather(ema, 0)
 
   def _eval_ema_fn(self, x):
-    def fn(x):
-      return tf.cast(self.ema(x, training=False), tf.float32)
-    return (self.strategy.gather(self.strategy.run(fn, args=(x,)), 0),)
+    return (self.strategy.gather(
+        self.strategy.run(self._forward_ema, args=(x,)), 0),)
 
   # ------------------------------------------------------------ evaluation
   def logits(self, images: np.ndarray, raw: bool = True) -> tuple:

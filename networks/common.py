@@ -17,7 +17,9 @@ defect of the original). Seeds come from Python's `random`, which
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import threading
+from typing import Iterator, List, Sequence, Tuple
 
 import keras
 
@@ -49,6 +51,38 @@ def conv(filters: int, kernel: int, stride: int = 1,
       kernel_initializer=conv_initializer(), name=name)
 
 
+class _Collector(threading.local):
+  updates = None
+
+
+_COLLECTOR = _Collector()
+
+
+@contextlib.contextmanager
+def deferred_updates() -> Iterator[List[Tuple[object, object]]]:
+  """Batch-norm layers called inside record their moving-statistic updates.
+
+  Yields a list that fills with (variable, new value) pairs, to be assigned
+  by the caller. A compiled (XLA) function cannot assign MEAN-aggregated
+  variables inside `strategy.run` (a cross-replica synchronisation point),
+  so the trainer returns the new values and assigns them outside. Per
+  thread, as MirroredStrategy runs replicas in threads.
+  """
+  previous, _COLLECTOR.updates = _COLLECTOR.updates, []
+  try:
+    yield _COLLECTOR.updates
+  finally:
+    _COLLECTOR.updates = previous
+
+
+def update_moving(variable, value) -> None:
+  """Assigns `value` to a moving statistic, or records it (see above)."""
+  if _COLLECTOR.updates is None:
+    variable.assign(value)
+  else:
+    _COLLECTOR.updates.append((variable, value))
+
+
 @keras.saving.register_keras_serializable(package='crest')
 class BatchNorm(keras.layers.BatchNormalization):
   """BatchNormalization whose moving statistics are MEAN-aggregated.
@@ -59,12 +93,37 @@ class BatchNorm(keras.layers.BatchNormalization):
   replica 0's). Keras 2 used MEAN aggregation; so do we: in replica context
   the update is averaged across replicas, so all copies stay identical.
   Without a distribution strategy this is plain BatchNormalization.
+  Moving-statistic updates go through `update_moving` (deferrable).
   """
 
   def add_weight(self, *args, **kwargs):
     if not kwargs.get('trainable', True):
       kwargs.setdefault('aggregation', 'mean')
     return super().add_weight(*args, **kwargs)
+
+  def call(self, inputs, training=None, mask=None):
+    """Keras' batch norm (no renorm, no mask), moving updates through
+    `update_moving`."""
+    if mask is not None or self.renorm:
+      return super().call(inputs, training=training, mask=mask)
+    x = keras.ops.cast(inputs, keras.backend.result_type(inputs.dtype,
+                                                         'float32'))
+    gamma = keras.ops.cast(self.gamma, x.dtype)
+    beta = keras.ops.cast(self.beta, x.dtype)
+    if training and self.trainable:
+      mean, variance = self._moments(x, None)
+      m = self.momentum
+      update_moving(self.moving_mean, keras.ops.cast(
+          self.moving_mean, x.dtype) * m + mean * (1.0 - m))
+      update_moving(self.moving_variance, keras.ops.cast(
+          self.moving_variance, x.dtype) * m + variance * (1.0 - m))
+    else:
+      mean = keras.ops.cast(self.moving_mean, x.dtype)
+      variance = keras.ops.cast(self.moving_variance, x.dtype)
+    outputs = keras.ops.batch_normalization(
+        x=x, mean=mean, variance=variance, axis=self.axis, offset=beta,
+        scale=gamma, epsilon=self.epsilon)
+    return keras.ops.cast(outputs, self.compute_dtype)
 
 
 def batch_norm(bn_sync: bool, name: str | None = None,

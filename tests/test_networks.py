@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from crest.errors import ConfigError
+from networks import bn_act_conv
 from networks import common
 from networks import registry
 
@@ -42,34 +43,50 @@ def test_bad_arguments(kwargs):
     registry.build('small', **args)
 
 
+def _units(model):
+  return [l for l in model.layers if isinstance(l, bn_act_conv.BNActConv)]
+
+
 def test_wrn28_2_parameter_count(wrn):
   assert _count(wrn.trainable_variables) == 1_467_610
   assert wrn.count_params() == 1_471_226  # + 3,616 BN moving statistics.
   assert wrn.name == 'wrn28_2'
   convs = [l for l in wrn.layers if isinstance(l, keras.layers.Conv2D)]
-  assert len(convs) == 1 + 3 * 4 * 2 + 3  # stem, block convs, shortcuts.
+  # Plain convs: the stem and the two strided shortcuts of raw inputs; the
+  # other 24 + 1 convs live in the bn-act-conv units.
+  assert [c.name for c in convs] == ['stem_conv', 'g2b1_short', 'g3b1_short']
   assert all(not c.use_bias for c in convs)
-  assert [c.filters for c in convs if c.name.endswith('_short')] == [32, 64, 128]
+  units = _units(wrn)
+  assert len(units) == 3 * 4 * 2
+  assert sum(len(u.kernels) for u in units) == 3 * 4 * 2 + 1
+  assert [c.filters for c in convs[1:]] == [64, 128]
 
 
 def test_wrn28_block_structure(wrn):
-  # First group: the shortcut conv sees the BN-act output of the block.
-  assert (wrn.get_layer('g1b1_short').input
-          is wrn.get_layer('g1b1_pre_act').output)
+  # First group: the shortcut conv takes the BN-act output of the block, so
+  # it is the second conv of the block's first unit.
+  assert wrn.get_layer('g1b1_pre').convs == [(32, 3, 1), (32, 1, 1)]
   # Later groups: the shortcut conv (stride 2) sees the raw block input.
   assert wrn.get_layer('g2b1_short').input is wrn.get_layer('g1b4_add').output
   assert wrn.get_layer('g2b1_short').strides == (2, 2)
-  assert wrn.get_layer('g3b1_conv1').strides == (2, 2)
+  assert wrn.get_layer('g2b1_pre').convs == [(64, 3, 2)]
+  assert wrn.get_layer('g3b1_pre').convs == [(128, 3, 2)]
+  assert wrn.get_layer('g3b1_mid').convs == [(128, 3, 1)]
   # Identity shortcut inside a group.
   assert wrn.get_layer('g2b2_add').input[0] is wrn.get_layer('g2b1_add').output
   assert wrn.get_layer('g3b4_add').output.shape == (None, 8, 8, 128)
+  units = _units(wrn)
+  assert all(u.momentum == 0.999 and u.epsilon == 1e-3 for u in units)
+  assert all(not u.synchronized and u.activation == 'leaky_relu'
+             for u in units)
   bns = [l for l in wrn.layers if isinstance(l, keras.layers.BatchNormalization)]
-  assert len(bns) == 3 * 4 * 2 + 1
-  assert all(b.momentum == 0.999 and b.epsilon == 1e-3 for b in bns)
-  assert all(not b.synchronized for b in bns)
+  assert [b.name for b in bns] == ['final_bn']
   act = wrn.get_layer('final_act')
   assert isinstance(act, keras.layers.LeakyReLU)
   assert act.negative_slope == pytest.approx(0.1)
+  decay = registry.decay_variables(wrn)
+  assert len(decay) == 3 + 25 + 2  # Plain convs, unit kernels, logits.
+  assert not any(v.name in ('gamma', 'beta') for v in decay)
 
 
 def test_wrn_forward(wrn):
@@ -81,8 +98,8 @@ def test_wrn_forward(wrn):
 
 
 def test_independent_initialisation(wrn):
-  a = wrn.get_layer('g2b2_conv1').kernel.numpy()
-  b = wrn.get_layer('g2b2_conv2').kernel.numpy()
+  a = wrn.get_layer('g2b2_pre').kernels[0].numpy()
+  b = wrn.get_layer('g2b2_mid').kernels[0].numpy()
   assert a.shape == b.shape == (3, 3, 64, 64)
   assert not np.allclose(a, b)
   assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
