@@ -86,7 +86,6 @@ def test_two_replicas_reproduce_one_device(tmp_path, kw):
 
 @pytest.mark.parametrize('devices,kw', [
     (['/cpu:0'], {}),
-    (['/cpu:0'], {'net_arch': 'WRN28', 'net_width': 1}),
     (['/cpu:0', '/cpu:1'], {}),
 ])
 def test_xla_step_equals_plain_step(tmp_path, devices, kw):
