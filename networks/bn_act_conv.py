@@ -129,6 +129,9 @@ class BNActConv(keras.layers.Layer):
       synchronized: batch statistics over all replicas.
       **kwargs: keras Layer arguments (name, dtype).
     """
+    # No autocasting of variables: batch norm reads its statistics in
+    # float32; the kernels are cast to the compute dtype explicitly.
+    kwargs.setdefault('autocast', False)
     super().__init__(**kwargs)
     self.convs = [tuple(int(v) for v in c) for c in convs]
     common.activation(activation)  # Validates the name.
@@ -158,21 +161,22 @@ class BNActConv(keras.layers.Layer):
     return [self.gamma, self.beta]
 
   def call(self, x, training=None):
+    f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
+    moving_mean, moving_var = f32(self.moving_mean), f32(self.moving_variance)
     if training and self.trainable:
       mean, var = keras.ops.moments(tf.cast(x, tf.float32), axes=[0, 1, 2],
                                     synchronized=self.synchronized)
       m = self.momentum
       common.update_moving(self.moving_mean,
-                           self.moving_mean * m + mean * (1.0 - m))
+                           moving_mean * m + mean * (1.0 - m))
       common.update_moving(self.moving_variance,
-                           self.moving_variance * m + var * (1.0 - m))
+                           moving_var * m + var * (1.0 - m))
     else:
-      mean = tf.convert_to_tensor(self.moving_mean)
-      var = tf.convert_to_tensor(self.moving_variance)
+      mean, var = moving_mean, moving_var
     kernels = [tf.cast(k, self.compute_dtype) for k in self.kernels]
     return bn_act_conv(
-        tf.cast(x, self.compute_dtype), mean, var,
-        tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
+        tf.cast(x, self.compute_dtype), mean, var, f32(self.gamma),
+        f32(self.beta),
         kernels, [s for _, _, s in self.convs], epsilon=self.epsilon,
         slope=common.LEAKY_SLOPE if self.activation == 'leaky_relu' else 0.0,
         differentiable=bool(training))

@@ -102,8 +102,12 @@ sweep_main() {
   local slots=()
   read -ra slots <<<"$GPUS"
   [[ ${#slots[@]} -gt 0 ]] || slots=("")
-  mkdir -p "$MODEL_DIR" || return 2
-  SWEEP_STATUS="$(mktemp "$MODEL_DIR/.sweep_status.XXXXXX")"
+  if [[ "$DRY_RUN" == 1 ]]; then  # Writes nothing under MODEL_DIR.
+    SWEEP_STATUS="$(mktemp)"
+  else
+    mkdir -p "$MODEL_DIR" || return 2
+    SWEEP_STATUS="$(mktemp "$MODEL_DIR/.sweep_status.XXXXXX")"
+  fi
   local pids=() skipped=0 planned=0 stop=0 fold ratio name dir extra var
   local -a args extra_args method_args fold_args
   trap 'stop=1; for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done' \

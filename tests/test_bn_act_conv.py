@@ -114,3 +114,18 @@ def test_synchronized_batch_statistics_under_mirrored_strategy():
   halves = [x[:4].var((0, 1, 2)), x[4:].var((0, 1, 2))]
   np.testing.assert_allclose(local[1], np.mean(halves, 0), rtol=1e-4)
   assert np.abs(local[1] - var).max() > 0.1
+
+
+@pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
+def test_mixed_precision_layer(policy):
+  layer = bac.BNActConv([(4, 3, 1)], 'leaky_relu', dtype=policy)
+  x = tf.random.stateless_normal([2, 6, 6, 3], [3, 4])
+  with tf.GradientTape() as tape:
+    (y,) = layer(x, training=True)
+    loss = tf.reduce_sum(tf.cast(y, tf.float32))
+  grads = tape.gradient(loss, layer.trainable_variables)
+  assert y.dtype == policy.split('_')[1]
+  assert all(v.dtype == 'float32' for v in layer.variables)
+  assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
+  (z,) = layer(x, training=False)  # Inference reads float32 statistics.
+  assert z.dtype == y.dtype and z.shape == (2, 6, 6, 4)
