@@ -51,6 +51,24 @@ def _state(trainer):
   }
 
 
+def _one_step_each(a, it_a, b, it_b, rel):
+  """One training step on each trainer; their losses agree within `rel`.
+
+  Returns: the two trainers' states after the step.
+  """
+  loss_a = float(a._train_loop(it_a, tf.constant(1)))
+  loss_b = float(b._train_loop(it_b, tf.constant(1)))
+  assert np.isfinite(loss_a)
+  assert loss_b == pytest.approx(loss_a, rel=rel, abs=1e-6)
+  return _state(a), _state(b)
+
+
+def _assert_weights_close(s1, s2, atol):
+  for key in ('weights', 'bn', 'ema'):
+    for a, b in zip(s1[key], s2[key]):
+      np.testing.assert_allclose(a, b, rtol=1e-3, atol=atol, err_msg=key)
+
+
 @pytest.mark.parametrize('kw', [{}, {'unsup_loss_divisor': 'quality',
                                      'clip_value': 0.05}])
 def test_two_replicas_reproduce_one_device(tmp_path, kw):
@@ -60,15 +78,9 @@ def test_two_replicas_reproduce_one_device(tmp_path, kw):
   for a, b in zip(one.model.trainable_variables,
                   two.model.trainable_variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # Same init.
-  loss1 = float(one._train_loop(it1, tf.constant(1)))
-  loss2 = float(two._train_loop(it2, tf.constant(1)))
-  assert np.isfinite(loss1)
-  assert loss2 == pytest.approx(loss1, rel=1e-5, abs=1e-6)
-  s1, s2 = _state(one), _state(two)
+  s1, s2 = _one_step_each(one, it1, two, it2, rel=1e-5)
   # Float sums in another order: agreement to ~1e-5 after a step.
-  for key in ('weights', 'bn', 'ema'):
-    for a, b in zip(s1[key], s2[key]):
-      np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-5, err_msg=key)
+  _assert_weights_close(s1, s2, atol=5e-5)
   # Running distributions: identical on both replicas, equal to one device.
   for key in ('p_model', 'p_data'):
     np.testing.assert_array_equal(s2[key][0], s2[key][1])
@@ -96,15 +108,9 @@ def test_xla_step_equals_plain_step(tmp_path, devices, kw):
   images = plain.data.test_images[:10]
   for a, b in zip(plain.logits(images), xla.logits(images)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  loss1 = float(plain._train_loop(it1, tf.constant(1)))
-  loss2 = float(xla._train_loop(it2, tf.constant(1)))
-  assert np.isfinite(loss1)
-  assert loss2 == pytest.approx(loss1, rel=1e-4, abs=1e-6)
-  s1, s2 = _state(plain), _state(xla)
+  s1, s2 = _one_step_each(plain, it1, xla, it2, rel=1e-4)
   # After the update: kernels fuse and sum in another order (~1e-5), and at
   # initialisation near-tied logits can flip a hard pseudo-label.
-  for key in ('weights', 'bn', 'ema'):
-    for a, b in zip(s1[key], s2[key]):
-      np.testing.assert_allclose(a, b, rtol=1e-3, atol=5e-4, err_msg=key)
+  _assert_weights_close(s1, s2, atol=5e-4)
   for key in ('p_model', 'p_data'):
     np.testing.assert_allclose(s2[key][0], s1[key][0], rtol=1e-4, atol=1e-5)
