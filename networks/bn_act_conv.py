@@ -162,7 +162,10 @@ class BNActConv(keras.layers.Layer):
 
   def call(self, x, training=None):
     f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
-    moving_mean, moving_var = f32(self.moving_mean), f32(self.moving_variance)
+    # Current moving statistics, counting an update recorded earlier in this
+    # step (see common.deferred_updates).
+    moving_mean = f32(common.read_moving(self.moving_mean))
+    moving_var = f32(common.read_moving(self.moving_variance))
     if training and self.trainable:
       mean, var = keras.ops.moments(tf.cast(x, tf.float32), axes=[0, 1, 2],
                                     synchronized=self.synchronized)

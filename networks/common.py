@@ -75,12 +75,27 @@ def deferred_updates() -> Iterator[List[Tuple[object, object]]]:
     _COLLECTOR.updates = previous
 
 
+def read_moving(variable):
+  """A moving statistic's current value, counting a recorded update (a layer
+  called twice in one step, as MixMatch does, updates twice)."""
+  for v, value in reversed(_COLLECTOR.updates or ()):
+    if v is variable:
+      return value
+  return variable
+
+
 def update_moving(variable, value) -> None:
-  """Assigns `value` to a moving statistic, or records it (see above)."""
-  if _COLLECTOR.updates is None:
+  """Assigns `value` to a moving statistic, or records it (see above); a
+  second update of the same variable replaces the recorded value."""
+  updates = _COLLECTOR.updates
+  if updates is None:
     variable.assign(value)
-  else:
-    _COLLECTOR.updates.append((variable, value))
+    return
+  for i, (v, _) in enumerate(updates):
+    if v is variable:
+      updates[i] = (variable, value)
+      return
+  updates.append((variable, value))
 
 
 @keras.saving.register_keras_serializable(package='crest')
@@ -114,9 +129,10 @@ class BatchNorm(keras.layers.BatchNormalization):
       mean, variance = self._moments(x, None)
       m = self.momentum
       update_moving(self.moving_mean, keras.ops.cast(
-          self.moving_mean, x.dtype) * m + mean * (1.0 - m))
+          read_moving(self.moving_mean), x.dtype) * m + mean * (1.0 - m))
       update_moving(self.moving_variance, keras.ops.cast(
-          self.moving_variance, x.dtype) * m + variance * (1.0 - m))
+          read_moving(self.moving_variance), x.dtype) * m +
+                    variance * (1.0 - m))
     else:
       mean = keras.ops.cast(self.moving_mean, x.dtype)
       variance = keras.ops.cast(self.moving_variance, x.dtype)

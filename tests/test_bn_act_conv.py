@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from networks import bn_act_conv as bac
+from networks import common
 
 
 def _plain(x, gamma, beta, kernels, strides, slope):
@@ -129,3 +130,28 @@ def test_mixed_precision_layer(policy):
   assert all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
   (z,) = layer(x, training=False)  # Inference reads float32 statistics.
   assert z.dtype == y.dtype and z.shape == (2, 6, 6, 4)
+
+
+@pytest.mark.parametrize('make', [
+    lambda: bac.BNActConv([(4, 3, 1)], 'relu', momentum=0.5),
+    lambda: common.BatchNorm(momentum=0.5),
+])
+def test_deferred_updates_equal_direct_ones_when_called_twice(make):
+  """MixMatch calls the network twice per step: recorded updates compose."""
+  x1 = tf.random.stateless_normal([4, 6, 6, 3], [5, 6]) * 2.0 + 1.0
+  x2 = tf.random.stateless_normal([4, 6, 6, 3], [7, 8]) - 3.0
+  direct, deferred = make(), make()
+  direct(x1, training=True)
+  direct(x2, training=True)
+  deferred.build(x1.shape)
+  with common.deferred_updates() as updates:
+    deferred(x1, training=True)
+    deferred(x2, training=True)
+  assert len(updates) == 2  # One entry per statistic, the composed value.
+  np.testing.assert_allclose(deferred.moving_mean.numpy(), 0.0)  # Not yet.
+  for v, value in updates:
+    v.assign(value)
+  for a, b in zip(direct.non_trainable_variables,
+                  deferred.non_trainable_variables):
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+  assert np.abs(direct.moving_mean.numpy()).max() > 0.1
