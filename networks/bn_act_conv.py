@@ -162,20 +162,13 @@ class BNActConv(keras.layers.Layer):
 
   def call(self, x, training=None):
     f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
-    # Current moving statistics, counting an update recorded earlier in this
-    # step (see common.deferred_updates).
-    moving_mean = f32(common.read_moving(self.moving_mean))
-    moving_var = f32(common.read_moving(self.moving_variance))
     if training and self.trainable:
       mean, var = keras.ops.moments(tf.cast(x, tf.float32), axes=[0, 1, 2],
                                     synchronized=self.synchronized)
-      m = self.momentum
-      common.update_moving(self.moving_mean,
-                           moving_mean * m + mean * (1.0 - m))
-      common.update_moving(self.moving_variance,
-                           moving_var * m + var * (1.0 - m))
+      common.update_moving_average(self.moving_mean, mean, self.momentum)
+      common.update_moving_average(self.moving_variance, var, self.momentum)
     else:
-      mean, var = moving_mean, moving_var
+      mean, var = f32(self.moving_mean), f32(self.moving_variance)
     kernels = [tf.cast(k, self.compute_dtype) for k in self.kernels]
     return bn_act_conv(
         tf.cast(x, self.compute_dtype), mean, var, f32(self.gamma),

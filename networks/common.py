@@ -84,6 +84,14 @@ def read_moving(variable):
   return variable
 
 
+def update_moving_average(variable, batch_value, momentum: float) -> None:
+  """variable <- current * momentum + batch_value * (1 - momentum), through
+  `update_moving`; `current` counts an update recorded earlier in the step.
+  Computed in `batch_value`'s dtype."""
+  current = keras.ops.cast(read_moving(variable), batch_value.dtype)
+  update_moving(variable, current * momentum + batch_value * (1.0 - momentum))
+
+
 def update_moving(variable, value) -> None:
   """Assigns `value` to a moving statistic, or records it (see above); a
   second update of the same variable replaces the recorded value."""
@@ -127,12 +135,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     beta = keras.ops.cast(self.beta, x.dtype)
     if training and self.trainable:
       mean, variance = self._moments(x, None)
-      m = self.momentum
-      update_moving(self.moving_mean, keras.ops.cast(
-          read_moving(self.moving_mean), x.dtype) * m + mean * (1.0 - m))
-      update_moving(self.moving_variance, keras.ops.cast(
-          read_moving(self.moving_variance), x.dtype) * m +
-                    variance * (1.0 - m))
+      update_moving_average(self.moving_mean, mean, self.momentum)
+      update_moving_average(self.moving_variance, variance, self.momentum)
     else:
       mean = keras.ops.cast(self.moving_mean, x.dtype)
       variance = keras.ops.cast(self.moving_variance, x.dtype)
