@@ -41,7 +41,10 @@ class Augmenter:
     self.keys = tuple(keys)
     self.image_size = int(image_size)
     self.emulate_wrap_rounding = emulate_wrap_rounding
-    self._fn = tf.function(self._augment, reduce_retracing=True)
+    # No autograph: all control flow here is over Python values, and
+    # converting the RandAugment code took ~6 s per process.
+    self._fn = tf.function(self._augment, reduce_retracing=True,
+                           autograph=False)
 
   def __repr__(self) -> str:
     return f'Augmenter({self.spec!r}, image_size={self.image_size})'
