@@ -140,20 +140,6 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
-  """Un-augmented images in order, scaled to [-1, 1], in batches.
-
-  Returns: a dataset of float32 [<=batch_size, H, W, C].
-  """
-  to_float = augment_registry.build('x', images.shape[1])
-  seed = tf.zeros([2], tf.int64)
-  ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-  ds = ds.map(tf.autograph.experimental.do_not_convert(
-      lambda x: to_float(x, seed)), num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE)
-
-
-
 def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
   """Shards global batches by element across workers.
 
