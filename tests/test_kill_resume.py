@@ -63,35 +63,43 @@ def _results(model_dir):
 
 def test_killed_run_resumes_to_the_same_records(tmp_path):
   ref_dir, run_dir = tmp_path / 'ref', tmp_path / 'killed'
-  ref = subprocess.run(_cmd(ref_dir), cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
-  assert ref.returncode == 0, ref.stderr[-3000:]
-  expected = _results(ref_dir)
-  assert set(expected) == {'gen_00_t1.00', 'gen_01_t0.50',
-                           'gen_00_t1.00/labeled_set.npz',
-                           'gen_00_t1.00/picks.npz',
-                           'gen_01_t0.50/labeled_set.npz',
-                           'gen_01_t0.50/picks.npz'}
+  # The uninterrupted reference runs alongside the interrupted attempts.
+  ref_log = tmp_path / 'ref.log'
+  with open(ref_log, 'w') as log:
+    ref = subprocess.Popen(_cmd(ref_dir), cwd=ROOT, stdout=log,
+                           stderr=subprocess.STDOUT)
 
-  # 1. SIGTERM soon after training starts: checkpoint, clean exit 143.
-  code, out = _run_until(run_dir, 'gen_00*/ckpt/ckpt-0.index',
-                         signal.SIGTERM, delay=0.3)
-  assert code == 128 + signal.SIGTERM, out[-3000:]
-  assert 'Re-run the same command to resume' in out
-  assert 'Traceback' not in out
-  # 2. SIGKILL the moment the end-of-generation checkpoint appears.
-  code, _ = _run_until(run_dir, 'gen_00*/ckpt/ckpt-12.index', signal.SIGKILL)
-  assert code in (-signal.SIGKILL, 0)
-  # 3. SIGKILL between generations.
-  code, _ = _run_until(run_dir, 'gen_00*/generation.json', signal.SIGKILL)
-  assert code in (-signal.SIGKILL, 0)
-  assert not _exists(run_dir, 'gen_01*/generation.json')
-  # 4. SIGKILL during the second generation's first epoch.
-  code, _ = _run_until(run_dir, 'gen_01*/ckpt/ckpt-0.index', signal.SIGKILL,
-                       delay=0.3)
-  assert code in (-signal.SIGKILL, 0)
-  # 5. Finish.
-  final = subprocess.run(_cmd(run_dir), cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-  assert final.returncode == 0, final.stderr[-3000:]
-  assert _results(run_dir) == expected
+  try:
+    # 1. SIGTERM soon after training starts: checkpoint, clean exit 143.
+    code, out = _run_until(run_dir, 'gen_00*/ckpt/ckpt-0.index',
+                           signal.SIGTERM, delay=0.3)
+    assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert 'Re-run the same command to resume' in out
+    assert 'Traceback' not in out
+    # 2. SIGKILL the moment the end-of-generation checkpoint appears.
+    code, _ = _run_until(run_dir, 'gen_00*/ckpt/ckpt-12.index', signal.SIGKILL)
+    assert code in (-signal.SIGKILL, 0)
+    # 3. SIGKILL between generations.
+    code, _ = _run_until(run_dir, 'gen_00*/generation.json', signal.SIGKILL)
+    assert code in (-signal.SIGKILL, 0)
+    assert not _exists(run_dir, 'gen_01*/generation.json')
+    # 4. SIGKILL during the second generation's first epoch.
+    code, _ = _run_until(run_dir, 'gen_01*/ckpt/ckpt-0.index', signal.SIGKILL,
+                         delay=0.3)
+    assert code in (-signal.SIGKILL, 0)
+    # 5. Finish.
+    final = subprocess.run(_cmd(run_dir), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    ref.wait(timeout=600)
+    assert ref.returncode == 0, ref_log.read_text()[-3000:]
+    expected = _results(ref_dir)
+    assert set(expected) == {'gen_00_t1.00', 'gen_01_t0.50',
+                             'gen_00_t1.00/labeled_set.npz',
+                             'gen_00_t1.00/picks.npz',
+                             'gen_01_t0.50/labeled_set.npz',
+                             'gen_01_t0.50/picks.npz'}
+    assert _results(run_dir) == expected
+  finally:
+    if ref.poll() is None:
+      ref.kill()
