@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from augment import registry as augment_registry
 from crest import distributions
 from crest import interrupt
 from crest import losses
@@ -25,7 +26,6 @@ from crest import summaries
 from crest.config import Config
 from crest.errors import UserError
 from crest.progress import Progress
-from augment import registry as augment_registry
 from data import pipeline
 from data.base import SSLData
 from networks import common as network_common
