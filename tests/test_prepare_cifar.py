@@ -252,26 +252,39 @@ def test_download_checks_md5_and_fails_clearly(tmp_path, monkeypatch, capsys):
   assert 'needs --archive to be named' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('flags', [
-    ['--dataset=cifar10lt', '--class_im_ratio=0.1', '--percent_labeled=0.2'],
-    ['--dataset=cifar10ltdarp', '--class_im_ratio=10', '--darp_n1=20',
-     '--darp_m1=30'],
-])
-def test_prepared_files_train_end_to_end(cifar10, tmp_path, flags):
-  """The prepared long-tailed and DARP files through the real entry point."""
+def test_prepared_files_train_end_to_end(cifar10, tmp_path):
+  """The prepared long-tailed and DARP files through the real entry point
+  (the two runs go side by side)."""
   assert cifar10['proc'].returncode == 0, cifar10['proc'].stderr
-  cmd = [sys.executable, '-m', 'train_and_eval_loop',
-         f'--model_dir={tmp_path}', f'--ml_data={cifar10["ml_data"]}',
-         '--net_arch=small', '--num_epoch=1', '--num_batch=2',
-         '--num_generation=2', '--batch_size=8', '--unlab_ratio=1',
-         '--progress=false', '--eval_batch_size=64'] + flags
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                        timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  records = sorted(pathlib.Path(tmp_path).rglob('generation.json'))
-  assert len(records) == 2
+  runs = {
+      'lt': ['--dataset=cifar10lt', '--class_im_ratio=0.1',
+             '--percent_labeled=0.2'],
+      'darp': ['--dataset=cifar10ltdarp', '--class_im_ratio=10',
+               '--darp_n1=20', '--darp_m1=30'],
+  }
+  procs = {}
+  for name, flags in runs.items():
+    cmd = [sys.executable, '-m', 'train_and_eval_loop',
+           f'--model_dir={tmp_path / name}', f'--ml_data={cifar10["ml_data"]}',
+           '--net_arch=small', '--num_epoch=1', '--num_batch=2',
+           '--num_generation=2', '--batch_size=8', '--unlab_ratio=1',
+           '--progress=false', '--eval_batch_size=64'] + flags
+    with open(tmp_path / f'{name}.log', 'w') as log:
+      procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT)
   import json  # pylint: disable=g-import-not-at-top
-  rec = json.loads(records[-1].read_text())
-  assert len(rec['test_per_class_recall']) == 10
-  assert rec['num_pseudo_labeled'] == sum(
-      json.loads(records[0].read_text())['picked_per_class'])
+  try:
+    for name, proc in procs.items():
+      proc.wait(timeout=300)
+      log = (tmp_path / f'{name}.log').read_text()
+      assert proc.returncode == 0, (name, log[-3000:])
+      records = sorted((tmp_path / name).rglob('generation.json'))
+      assert len(records) == 2, name
+      rec = json.loads(records[-1].read_text())
+      assert len(rec['test_per_class_recall']) == 10
+      assert rec['num_pseudo_labeled'] == sum(
+          json.loads(records[0].read_text())['picked_per_class'])
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()

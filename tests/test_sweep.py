@@ -154,12 +154,12 @@ def test_gpus_in_parallel_and_failures_reported(tmp_path):
 
 @pytest.fixture(scope='module')
 def real_sweep(tmp_path_factory):
-  """Two real tiny FixMatch runs (folds 1, 2); the CReST+ runs get a bad
-  flag and fail."""
+  """Two real tiny FixMatch runs (folds 1, 2), two at a time; the CReST+
+  runs get a bad flag and fail."""
   tmp = tmp_path_factory.mktemp('sweep')
   r = sweep('sweep_cifar10lt.sh', tmp, FOLDS='1 2', RATIOS='0.1',
             METHODS='fixmatch crestplus', EXTRA_FLAGS=TINY,
-            EXTRA_FLAGS_crestplus='--no_such_flag=1')
+            EXTRA_FLAGS_crestplus='--no_such_flag=1', GPUS='0 1')
   return tmp, r
 
 
