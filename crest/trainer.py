@@ -160,7 +160,7 @@ class GenerationTrainer:
     self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
-    self._scale = augment_registry.build('x', data.train_images.shape[1])
+    self._unaugmented = augment_registry.build('x', data.train_images.shape[1])
     # --jit_compile: XLA compiles each replica's forward/backward, and the
     # evaluation forward on one device (on several, TF 2.21 places the
     # compiled forward's variables on the wrong device); the cross-replica
@@ -232,18 +232,18 @@ class GenerationTrainer:
 
     # Each device's copy directly (what strategy.extended.update does, without
     # its per-variable tracing cost: seconds for a WRN-28-2).
-    local = self.strategy.experimental_local_results
-    pairs = [(e, v, True) for e, v in zip(self.ema.trainable_variables,
-                                          self.model.trainable_variables)]
-    pairs += [(e, v, False) for e, v in zip(self.ema.non_trainable_variables,
-                                            self.model.non_trainable_variables)]
-    for e, v, trainable in pairs:
-      for e_i, v_i in zip(local(_tf_var(e)), local(_tf_var(v))):
-        with tf.device(e_i.device):
-          if trainable:
-            e_i.assign_sub((1.0 - decay) * (e_i - v_i))
-          else:
-            e_i.assign(v_i)
+    local = lambda v: self.strategy.experimental_local_results(_tf_var(v))
+
+    def each_copy(emas, models, update):
+      for e, v in zip(emas, models):
+        for e_i, v_i in zip(local(e), local(v)):
+          with tf.device(e_i.device):
+            update(e_i, v_i)
+
+    each_copy(self.ema.trainable_variables, self.model.trainable_variables,
+              lambda e, v: e.assign_sub((1.0 - decay) * (e - v)))
+    each_copy(self.ema.non_trainable_variables,
+              self.model.non_trainable_variables, lambda e, v: e.assign(v))
     self.p_model_history.assign(distributions.update_p_model_history(
         self.p_model_history, first(weak_mean)[None]))
     self.p_data.assign(distributions.update_p_data_from_mean(
@@ -272,7 +272,7 @@ class GenerationTrainer:
 
   def _to_float(self, x):
     """uint8 images [b, H, W, C] -> float32 in [-1, 1], as training's."""
-    return self._scale(x, tf.zeros([2], tf.int64))
+    return self._unaugmented(x, tf.zeros([2], tf.int64))
 
   def _forward_both_fn(self, x):
     x = self._to_float(x)
