@@ -12,7 +12,7 @@ from typing import Callable
 import keras
 
 from crest.errors import ConfigError
-from networks import bn_act_conv
+from networks import preact_block
 from networks import small
 from networks import wrn
 
@@ -94,6 +94,6 @@ def decay_variables(model: keras.Model) -> list:
   for layer in _all_layers(model):
     if isinstance(layer, keras.layers.BatchNormalization):
       excluded.update(id(v) for v in layer.trainable_variables)
-    elif isinstance(layer, bn_act_conv.BNActConv):
+    elif isinstance(layer, preact_block.PreActBlock):
       excluded.update(id(v) for v in layer.batch_norm_variables)
   return [v for v in model.trainable_variables if id(v) not in excluded]

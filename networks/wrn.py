@@ -11,10 +11,10 @@ Structure (k = width, F = 16 k):
 A block: y = act(bn(x)); r = conv3x3(act(bn(conv3x3(y, stride))));
 shortcut = x, or y if activate_before_residual; if the channel count changes
 the shortcut goes through a 1x1 conv with the block's stride; out = shortcut + r.
-Each bn-act-conv is one `BNActConv` layer (`{block}_pre`: bn, act, conv1 and
-the shortcut conv of y; `{block}_mid`: bn, act, conv2), which keeps only its
-input for the backward pass (a third of the activation memory of plain
-layers, same numbers).
+Each block is one `PreActBlock` layer (`g{group}b{block}`), whose backward
+pass keeps two maps per block instead of six (same numbers), and only the
+block's input in the first group (RECOMPUTE_GROUPS), whose full-resolution
+maps are the largest: this recomputes one convolution per block there.
 WRN-28-2 with 10 classes, 32x32x3: 1,471,226 parameters, of which 1,467,610
 trainable (3,616 batch-norm moving statistics).
 """
@@ -25,43 +25,14 @@ from typing import Sequence
 import keras
 
 from crest.errors import ConfigError
-from networks import bn_act_conv
 from networks import common
+from networks import preact_block
 
 DEPTH_BLOCKS = 4  # (28 - 4) / 6 blocks per group.
-
-
-def _block(x, filters: int, *, stride: int, activate_before_residual: bool,
-           kind: str, bn_sync: bool, name: str):
-  """One pre-activation basic block, from two `BNActConv` units.
-
-  Args:
-    x: features [B, H, W, C_in].
-    filters: C_out.
-    stride: stride of the first conv and of the shortcut conv.
-    activate_before_residual: the shortcut takes the BN-act output.
-    kind: activation name.
-    bn_sync: synchronised batch norm.
-    name: layer-name prefix.
-
-  Returns:
-    Features [B, H / stride, W / stride, C_out].
-  """
-  project = x.shape[-1] != filters
-  convs = [(filters, 3, stride)]
-  if project and activate_before_residual:
-    convs.append((filters, 1, stride))  # Shortcut conv of act(bn(x)).
-  outs = bn_act_conv.BNActConv(convs, kind, synchronized=bn_sync,
-                               name=f'{name}_pre')(x)
-  r = outs[0]
-  if project:
-    shortcut = (outs[1] if activate_before_residual else
-                common.conv(filters, 1, stride, name=f'{name}_short')(x))
-  else:
-    shortcut = x
-  (r,) = bn_act_conv.BNActConv([(filters, 3, 1)], kind, synchronized=bn_sync,
-                               name=f'{name}_mid')(r)
-  return keras.layers.Add(name=f'{name}_add')([shortcut, r])
+# Groups (0-based) whose blocks recompute their middle map in the backward
+# pass instead of storing it: the first group's maps are 2x / 4x the
+# others' size for the same arithmetic, so there the trade pays most.
+RECOMPUTE_GROUPS = (0,)
 
 
 def build_wrn28(*, num_classes: int, input_shape: tuple[int, int, int],
@@ -94,10 +65,12 @@ def build_wrn28(*, num_classes: int, input_shape: tuple[int, int, int],
   x = common.conv(16, 3, 1, name='stem_conv')(inputs)
   for group in range(3):
     for b in range(DEPTH_BLOCKS):
-      x = _block(x, filters << group,
-                 stride=(2 if group else 1) if b == 0 else 1,
-                 activate_before_residual=group == 0 and b == 0,
-                 kind=activation, bn_sync=bn_sync, name=f'g{group + 1}b{b + 1}')
+      x = preact_block.PreActBlock(
+          filters << group, stride=(2 if group else 1) if b == 0 else 1,
+          activate_before_residual=group == 0 and b == 0,
+          activation=activation, synchronized=bn_sync,
+          recompute=group in RECOMPUTE_GROUPS,
+          name=f'g{group + 1}b{b + 1}')(x)
   x = common.bn_act(x, kind=activation, bn_sync=bn_sync, name='final')
   x = keras.layers.GlobalAveragePooling2D(name='pool')(x)
   logits = common.head(x, num_classes=int(num_classes), head_arch=head_arch,

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from crest.errors import ConfigError
-from networks import bn_act_conv
+from networks import preact_block
 from networks import common
 from networks import registry
 
@@ -43,8 +43,8 @@ def test_bad_arguments(kwargs):
     registry.build('small', **args)
 
 
-def _units(model):
-  return [l for l in model.layers if isinstance(l, bn_act_conv.BNActConv)]
+def _blocks(model):
+  return [l for l in model.layers if isinstance(l, preact_block.PreActBlock)]
 
 
 def test_wrn28_2_parameter_count(wrn):
@@ -52,41 +52,46 @@ def test_wrn28_2_parameter_count(wrn):
   assert wrn.count_params() == 1_471_226  # + 3,616 BN moving statistics.
   assert wrn.name == 'wrn28_2'
   convs = [l for l in wrn.layers if isinstance(l, keras.layers.Conv2D)]
-  # Plain convs: the stem and the two strided shortcuts of raw inputs; the
-  # other 24 + 1 convs live in the bn-act-conv units.
-  assert [c.name for c in convs] == ['stem_conv', 'g2b1_short', 'g3b1_short']
-  assert all(not c.use_bias for c in convs)
-  units = _units(wrn)
-  assert len(units) == 3 * 4 * 2
-  assert sum(len(u.kernels) for u in units) == 3 * 4 * 2 + 1
-  assert [c.filters for c in convs[1:]] == [64, 128]
+  assert [c.name for c in convs] == ['stem_conv']  # The rest are in blocks.
+  blocks = _blocks(wrn)
+  assert [b.name for b in blocks] == [f'g{g}b{b}' for g in (1, 2, 3)
+                                      for b in (1, 2, 3, 4)]
+  assert sum(len(b.kernels) for b in blocks) == 3 * 4 * 2 + 3
 
 
 def test_wrn28_block_structure(wrn):
-  # First group: the shortcut conv takes the BN-act output of the block, so
-  # it is the second conv of the block's first unit.
-  assert wrn.get_layer('g1b1_pre').convs == [(32, 3, 1), (32, 1, 1)]
+  blocks = {b.name: b for b in _blocks(wrn)}
+  # First group: the shortcut conv takes the BN-act output of the block.
+  assert blocks['g1b1'].shortcut == 'activation'
+  assert blocks['g1b1'].shortcut_kernel.shape == (1, 1, 16, 32)
+  assert blocks['g1b1'].stride == 1
   # Later groups: the shortcut conv (stride 2) sees the raw block input.
-  assert wrn.get_layer('g2b1_short').input is wrn.get_layer('g1b4_add').output
-  assert wrn.get_layer('g2b1_short').strides == (2, 2)
-  assert wrn.get_layer('g2b1_pre').convs == [(64, 3, 2)]
-  assert wrn.get_layer('g3b1_pre').convs == [(128, 3, 2)]
-  assert wrn.get_layer('g3b1_mid').convs == [(128, 3, 1)]
+  for name, filters in (('g2b1', 64), ('g3b1', 128)):
+    assert blocks[name].shortcut == 'input' and blocks[name].stride == 2
+    assert blocks[name].kernel1.shape == (3, 3, filters // 2, filters)
+    assert blocks[name].kernel2.shape == (3, 3, filters, filters)
+    assert blocks[name].shortcut_kernel.shape == (1, 1, filters // 2, filters)
   # Identity shortcut inside a group.
-  assert wrn.get_layer('g2b2_add').input[0] is wrn.get_layer('g2b1_add').output
-  assert wrn.get_layer('g3b4_add').output.shape == (None, 8, 8, 128)
-  units = _units(wrn)
-  assert all(u.momentum == 0.999 and u.epsilon == 1e-3 for u in units)
-  assert all(not u.synchronized and u.activation == 'leaky_relu'
-             for u in units)
+  assert blocks['g2b2'].input is blocks['g2b1'].output
+  assert blocks['g2b2'].shortcut == 'identity'
+  assert blocks['g2b2'].shortcut_kernel is None
+  assert blocks['g3b4'].output.shape == (None, 8, 8, 128)
+  assert all(b.momentum == 0.999 and b.epsilon == 1e-3 for b in blocks.values())
+  assert all(not b.synchronized and b.activation == 'leaky_relu'
+             for b in blocks.values())
+  # Only the first group's full-resolution blocks recompute their middle map.
+  assert [b.name for b in blocks.values() if b.recompute] == [
+      'g1b1', 'g1b2', 'g1b3', 'g1b4']
   bns = [l for l in wrn.layers if isinstance(l, keras.layers.BatchNormalization)]
   assert [b.name for b in bns] == ['final_bn']
   act = wrn.get_layer('final_act')
   assert isinstance(act, keras.layers.LeakyReLU)
   assert act.negative_slope == pytest.approx(0.1)
   decay = registry.decay_variables(wrn)
-  assert len(decay) == 3 + 25 + 2  # Plain convs, unit kernels, logits.
-  assert not any(v.name in ('gamma', 'beta') for v in decay)
+  assert len(decay) == 1 + 27 + 2  # Stem, block kernels, logits.
+  assert not any(v.name.startswith(('gamma', 'beta')) for v in decay)
+  assert sum(v.name.startswith(('gamma', 'beta'))
+             for v in wrn.trainable_variables) == 12 * 4 + 2
 
 
 def test_wrn_forward(wrn):
@@ -98,8 +103,8 @@ def test_wrn_forward(wrn):
 
 
 def test_independent_initialisation(wrn):
-  a = wrn.get_layer('g2b2_pre').kernels[0].numpy()
-  b = wrn.get_layer('g2b2_mid').kernels[0].numpy()
+  a = wrn.get_layer('g2b2').kernel1.numpy()
+  b = wrn.get_layer('g2b2').kernel2.numpy()
   assert a.shape == b.shape == (3, 3, 64, 64)
   assert not np.allclose(a, b)
   assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05

@@ -1,0 +1,264 @@
+"""A pre-activation residual block whose backward pass keeps little memory.
+
+  a1 = act(bn1(x));  r1 = conv3x3(a1, stride);  a2 = act(bn2(r1))
+  out = shortcut + conv3x3(a2)
+  shortcut = x                      ('identity': same channels, stride 1)
+           | conv1x1(a1, stride)    ('activation': FixMatch's
+                                     activate_before_residual block)
+           | conv1x1(x, stride)     ('input': other channel changes)
+
+Autodiff through these ops keeps about six feature maps per block for the
+backward pass (both batch-norm inputs, both activation inputs, both
+activations). `preact_block` keeps only `x` and `r1`, or only `x` with
+`recompute=True` (r1 is then recomputed: one more convolution per block).
+Its backward pass recomputes the activations (elementwise), takes the
+batch-norm gradients in closed form (`bn_act.normalize_act_grad`) and calls
+the convolution gradient kernels directly, so the numbers are those of
+autodiff through the plain ops (tested), and no convolution runs twice
+unless `recompute`.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from networks import bn_act
+from networks import common
+
+SHORTCUTS = ('identity', 'activation', 'input')
+
+
+def _conv(x, kernel, stride: int):
+  return tf.nn.conv2d(x, kernel, stride, 'SAME')
+
+
+def _conv_grads(inputs, kernel, grad_out, stride: int) -> tuple:
+  """(grad wrt inputs, grad wrt kernel) of _conv(inputs, kernel, stride)."""
+  grad_in = tf.nn.conv2d_transpose(grad_out, kernel, tf.shape(inputs), stride,
+                                   'SAME')
+  grad_kernel = tf.compat.v1.nn.conv2d_backprop_filter(
+      inputs, tf.shape(kernel), grad_out, [1, stride, stride, 1], 'SAME')
+  return grad_in, grad_kernel
+
+
+def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
+                 kernel2: tf.Tensor, shortcut_kernel: tf.Tensor | None, *,
+                 stride: int, shortcut: str, epsilon: float, slope: float,
+                 training: bool, synchronized: bool = False,
+                 recompute: bool = False) -> tuple:
+  """One pre-activation block (see the module docstring).
+
+  Args:
+    x: features [B, H, W, C] in the kernels' dtype.
+    bn1, bn2: (gamma, beta, moving_mean, moving_variance), float32 [C] and
+      [F]; the moving statistics are used only when not `training`.
+    kernel1: [3, 3, C, F]; kernel2: [3, 3, F, F]; shortcut_kernel:
+      [1, 1, C, F] or None for 'identity'.
+    stride: of kernel1 and the shortcut conv.
+    shortcut: one of SHORTCUTS.
+    epsilon: batch-norm epsilon.
+    slope: leaky-ReLU slope (0 for ReLU).
+    training: batch statistics and the memory-lean gradient; otherwise
+      the moving statistics and plain ops.
+    synchronized: batch statistics over all replicas.
+    recompute: keep only `x` for the backward pass, recomputing r1.
+
+  Returns:
+    (out [B, H / stride, W / stride, F], stats): stats are the batch
+    (mean1, var1, mean2, var2), float32, in training; () otherwise.
+  """
+  if shortcut not in SHORTCUTS:
+    raise ValueError(f'Unknown shortcut {shortcut!r}; valid choices: '
+                     f'{", ".join(SHORTCUTS)}.')
+  stride = int(stride)
+  norm = dict(epsilon=float(epsilon), slope=float(slope))
+  dtype = kernel1.dtype
+
+  def shortcut_of(x, a1, kernels):
+    if shortcut == 'identity':
+      return x
+    return _conv(a1 if shortcut == 'activation' else x, kernels[0], stride)
+
+  if not training:
+    (g1, b1, m1, v1), (g2, b2, m2, v2) = bn1, bn2
+    kernels = [shortcut_kernel] if shortcut_kernel is not None else []
+    a1 = bn_act.normalize_act(x, m1, v1, g1, b1, dtype=dtype, **norm)
+    r1 = _conv(a1, kernel1, stride)
+    a2 = bn_act.normalize_act(r1, m2, v2, g2, b2, dtype=dtype, **norm)
+    return shortcut_of(x, a1, kernels) + _conv(a2, kernel2, 1), ()
+
+  sync = dict(synchronized=bool(synchronized))
+
+  @tf.custom_gradient
+  def block(x, g1, b1, g2, b2, kernel1, kernel2, *kernels):
+    m1, v1 = bn_act.moments(x, **sync)
+    a1 = bn_act.normalize_act(x, m1, v1, g1, b1, dtype=dtype, **norm)
+    r1 = _conv(a1, kernel1, stride)
+    m2, v2 = bn_act.moments(r1, **sync)
+    a2 = bn_act.normalize_act(r1, m2, v2, g2, b2, dtype=dtype, **norm)
+    out = shortcut_of(x, a1, kernels) + _conv(a2, kernel2, 1)
+
+    def grad(grad_out, *unused_stat_grads):
+      # Recomputation waits for the upstream gradient: otherwise graph
+      # optimisation merges it with the forward's identical ops and keeps
+      # the forward maps alive until the backward pass after all.
+      with tf.control_dependencies([grad_out]):
+        x_again = tf.identity(x)
+        r1_again = None if recompute else tf.identity(r1)
+      a1 = bn_act.normalize_act(x_again, m1, v1, g1, b1, dtype=dtype, **norm)
+      if recompute:
+        r1_again = _conv(a1, kernel1, stride)
+      a2 = bn_act.normalize_act(r1_again, m2, v2, g2, b2, dtype=dtype, **norm)
+      grad_a2, grad_k2 = _conv_grads(a2, kernel2, grad_out, 1)
+      grad_r1, grad_g2, grad_b2 = bn_act.normalize_act_grad(
+          r1_again, grad_a2, m2, v2, g2, b2, **norm, **sync)
+      grad_a1, grad_k1 = _conv_grads(a1, kernel1, grad_r1, stride)
+      grad_kernels = []
+      if shortcut == 'activation':
+        grad_short, grad_ks = _conv_grads(a1, kernels[0], grad_out, stride)
+        grad_a1 += grad_short
+        grad_kernels.append(grad_ks)
+      grad_x, grad_g1, grad_b1 = bn_act.normalize_act_grad(
+          x_again, grad_a1, m1, v1, g1, b1, **norm, **sync)
+      if shortcut == 'input':
+        grad_short, grad_ks = _conv_grads(x_again, kernels[0], grad_out,
+                                          stride)
+        grad_x += grad_short
+        grad_kernels.append(grad_ks)
+      elif shortcut == 'identity':
+        grad_x += grad_out
+      return [grad_x, grad_g1, grad_b1, grad_g2, grad_b2, grad_k1,
+              grad_k2] + grad_kernels
+
+    return (out, m1, v1, m2, v2), grad
+
+  kernels = [shortcut_kernel] if shortcut != 'identity' else []
+  out, m1, v1, m2, v2 = block(x, bn1[0], bn1[1], bn2[0], bn2[1], kernel1,
+                              kernel2, *kernels)
+  return out, (m1, v1, m2, v2)
+
+
+@keras.saving.register_keras_serializable(package='crest')
+class PreActBlock(keras.layers.Layer):
+  """A pre-activation residual block, memory-lean in training.
+
+  Call: features [B, H, W, C] -> [B, H / stride, W / stride, filters].
+  Variables: gamma1, beta1, kernel1, [shortcut_kernel], gamma2, beta2,
+  kernel2 (trainable; gamma/beta carry no weight decay) and moving_mean1,
+  moving_variance1, moving_mean2, moving_variance2 (non-trainable,
+  MEAN-aggregated, updated through `common.update_moving_average`).
+  Batch norm uses the FixMatch constants by default.
+  """
+
+  def __init__(self, filters: int, stride: int = 1,
+               activate_before_residual: bool = False,
+               activation: str = 'leaky_relu',
+               momentum: float = common.BN_MOMENTUM,
+               epsilon: float = common.BN_EPSILON,
+               synchronized: bool = False, recompute: bool = False,
+               **kwargs):
+    """Args:
+      filters: output channels F.
+      stride: of the first conv and of the shortcut conv.
+      activate_before_residual: a projecting shortcut takes act(bn1(x))
+        instead of x.
+      activation: 'leaky_relu' (slope 0.1) or 'relu'.
+      momentum, epsilon: batch-norm constants.
+      synchronized: batch statistics over all replicas.
+      recompute: keep only the input for the backward pass (one more
+        convolution per training step, half the stored maps).
+      **kwargs: keras Layer arguments (name, dtype).
+    """
+    # No autocasting: batch norm reads its variables in float32; kernels
+    # are cast to the compute dtype explicitly.
+    kwargs.setdefault('autocast', False)
+    super().__init__(**kwargs)
+    common.activation(activation)  # Validates the name.
+    self.filters = int(filters)
+    self.stride = int(stride)
+    self.activate_before_residual = bool(activate_before_residual)
+    self.activation = activation
+    self.momentum = float(momentum)
+    self.epsilon = float(epsilon)
+    self.synchronized = bool(synchronized)
+    self.recompute = bool(recompute)
+    self.shortcut = None
+
+  def _batch_norm_weights(self, channels: int, suffix: str) -> tuple:
+    return (
+        self.add_weight(shape=(channels,), initializer='ones',
+                        name=f'gamma{suffix}'),
+        self.add_weight(shape=(channels,), initializer='zeros',
+                        name=f'beta{suffix}'),
+        self.add_weight(shape=(channels,), initializer='zeros',
+                        trainable=False, aggregation='mean',
+                        name=f'moving_mean{suffix}'),
+        self.add_weight(shape=(channels,), initializer='ones',
+                        trainable=False, aggregation='mean',
+                        name=f'moving_variance{suffix}'))
+
+  def _kernel(self, size: int, channels: int, name: str):
+    return self.add_weight(shape=(size, size, channels, self.filters),
+                           initializer=common.conv_initializer(), name=name)
+
+  def build(self, input_shape):
+    c = int(input_shape[-1])
+    if c != self.filters:
+      self.shortcut = 'activation' if self.activate_before_residual else 'input'
+    elif self.stride != 1:
+      raise ValueError(f'A block with stride {self.stride} must change the '
+                       f'channel count (identity shortcut), got {c} -> '
+                       f'{self.filters}.')
+    else:
+      self.shortcut = 'identity'
+    self.bn1 = self._batch_norm_weights(c, '1')
+    self.kernel1 = self._kernel(3, c, 'kernel1')
+    self.shortcut_kernel = (None if self.shortcut == 'identity' else
+                            self._kernel(1, c, 'shortcut_kernel'))
+    self.bn2 = self._batch_norm_weights(self.filters, '2')
+    self.kernel2 = self._kernel(3, self.filters, 'kernel2')
+
+  @property
+  def batch_norm_variables(self) -> list:
+    """gamma1, beta1, gamma2, beta2 (excluded from weight decay)."""
+    return [*self.bn1[:2], *self.bn2[:2]]
+
+  @property
+  def kernels(self) -> list:
+    """The conv kernels: kernel1, kernel2 and the shortcut's if any."""
+    return [self.kernel1, self.kernel2] + (
+        [self.shortcut_kernel] if self.shortcut_kernel is not None else [])
+
+  def call(self, x, training=None):
+    training = bool(training) and self.trainable
+    f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
+    dtype = self.compute_dtype
+    cast = lambda k: None if k is None else tf.cast(k, dtype)
+    out, stats = preact_block(
+        tf.cast(x, dtype), tuple(f32(v) for v in self.bn1),
+        tuple(f32(v) for v in self.bn2), cast(self.kernel1),
+        cast(self.kernel2), cast(self.shortcut_kernel), stride=self.stride,
+        shortcut=self.shortcut, epsilon=self.epsilon,
+        slope=common.LEAKY_SLOPE if self.activation == 'leaky_relu' else 0.0,
+        training=training, synchronized=self.synchronized,
+        recompute=self.recompute)
+    if training:
+      moving = [self.bn1[2], self.bn1[3], self.bn2[2], self.bn2[3]]
+      for variable, value in zip(moving, stats):
+        common.update_moving_average(variable, value, self.momentum)
+    return out
+
+  def compute_output_shape(self, input_shape):
+    b, h, w, _ = input_shape
+    size = lambda n: None if n is None else -(-n // self.stride)
+    return (b, size(h), size(w), self.filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+        filters=self.filters, stride=self.stride,
+        activate_before_residual=self.activate_before_residual,
+        activation=self.activation, momentum=self.momentum,
+        epsilon=self.epsilon, synchronized=self.synchronized,
+        recompute=self.recompute)
+    return config
