@@ -2,7 +2,8 @@
 
 Pure functions over tensors, used by `preact_block` so that its backward
 pass needs only the block's input (and no taped copies of intermediate
-maps). Everything runs in float32 whatever the feature dtype.
+maps). Statistics, normalisation and the batch-norm gradient run in
+float32 whatever the feature dtype.
 
 Forward (batch statistics over [batch, height, width], and over all
 replicas when `synchronized`):
@@ -10,8 +11,9 @@ replicas when `synchronized`):
   y = x * inv + (beta - mean * inv);  a = act(y)
 as Keras' `moments` and `tf.nn.batch_normalization` compute them.
 
-Backward, with xhat = (x - mean) / sqrt(var + eps), dy = da * act'(y) and
-n the number of positions the statistics were taken over:
+Backward, with xhat = (x - mean) / sqrt(var + eps), dy = da * act'(y)
+(act'(y) read from the sign of a, which is that of y) and n the number of
+positions the statistics were taken over:
   dbeta = sum(dy);  dgamma = sum(dy * xhat)
   dx = gamma / sqrt(var + eps) * (dy - sum(dy) / n - xhat * sum(dy xhat) / n)
 where the sums inside dx run over all replicas when the statistics did
@@ -68,20 +70,23 @@ def _sum_over_replicas(values: tf.Tensor) -> tf.Tensor:
   return ctx.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
-def normalize_act_grad(x: tf.Tensor, grad_a: tf.Tensor, mean: tf.Tensor,
-                       var: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *,
+def normalize_act_grad(x: tf.Tensor, a: tf.Tensor, grad_a: tf.Tensor,
+                       mean: tf.Tensor, var: tf.Tensor, gamma: tf.Tensor, *,
                        epsilon: float, slope: float,
                        synchronized: bool = False) -> tuple:
   """Gradients of act(batch_norm(x)) with batch statistics, in closed form.
 
   Equals autodiff through `moments` + `normalize_act` (including the paths
-  through the batch mean and variance).
+  through the batch mean and variance), in 9 elementwise passes over the
+  map where autodiff through the same ops takes about 15.
 
   Args:
     x: the forward input [B, H, W, C].
-    grad_a: gradient of the loss w.r.t. the activation output, same shape.
+    a: the forward output act(batch_norm(x)) (its sign is the activation's
+      derivative: a > 0 exactly where the normalised value is).
+    grad_a: gradient of the loss w.r.t. `a`, same shape.
     mean, var: float32 [C], the batch statistics the forward pass used.
-    gamma, beta: float32 [C].
+    gamma: float32 [C].
     epsilon, slope: as in the forward pass.
     synchronized: the statistics were taken over all replicas.
 
@@ -89,22 +94,23 @@ def normalize_act_grad(x: tf.Tensor, grad_a: tf.Tensor, mean: tf.Tensor,
     (grad_x [B, H, W, C] in x's dtype, grad_gamma float32 [C],
      grad_beta float32 [C]).
   """
-  xf = tf.cast(x, tf.float32)
+  if slope:
+    dy = tf.raw_ops.LeakyReluGrad(gradients=grad_a, features=a, alpha=slope)
+  else:
+    dy = tf.raw_ops.ReluGrad(gradients=grad_a, features=a)
+  dy = tf.cast(dy, tf.float32)
+  centred = tf.cast(x, tf.float32) - mean
   rstd = tf.math.rsqrt(var + epsilon)
-  inv = rstd * gamma
-  y = xf * inv + (beta - mean * inv)
-  dy = tf.cast(grad_a, tf.float32)
-  dy = tf.where(y > 0, dy, dy * slope) if slope else tf.where(
-      y > 0, dy, tf.zeros_like(dy))
-  xhat = (xf - mean) * rstd
   grad_beta = tf.reduce_sum(dy, _AXES)
-  grad_gamma = tf.reduce_sum(dy * xhat, _AXES)
-  count = tf.cast(tf.reduce_prod(tf.shape(xf)[:3]), tf.float32)
+  grad_gamma = tf.reduce_sum(dy * centred, _AXES) * rstd
+  count = tf.cast(tf.reduce_prod(tf.shape(dy)[:3]), tf.float32)
   sums = tf.concat([grad_beta, grad_gamma, count[None]], 0)
   if synchronized:
     sums = _sum_over_replicas(sums)
   channels = tf.shape(grad_beta)[0]
   mean_dy = sums[:channels] / sums[-1]
   mean_dy_xhat = sums[channels:2 * channels] / sums[-1]
-  grad_x = inv * (dy - mean_dy - xhat * mean_dy_xhat)
+  # dx = inv (dy - mean(dy) - xhat mean(dy xhat)), xhat = centred * rstd.
+  inv = rstd * gamma
+  grad_x = dy * inv - centred * (inv * rstd * mean_dy_xhat) - inv * mean_dy
   return tf.cast(grad_x, x.dtype), grad_gamma, grad_beta

@@ -111,7 +111,7 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
       a2 = bn_act.normalize_act(r1_again, m2, v2, g2, b2, dtype=dtype, **norm)
       grad_a2, grad_k2 = _conv_grads(a2, kernel2, grad_out, 1)
       grad_r1, grad_g2, grad_b2 = bn_act.normalize_act_grad(
-          r1_again, grad_a2, m2, v2, g2, b2, **norm, **sync)
+          r1_again, a2, grad_a2, m2, v2, g2, **norm, **sync)
       grad_a1, grad_k1 = _conv_grads(a1, kernel1, grad_r1, stride)
       grad_kernels = []
       if shortcut == 'activation':
@@ -119,7 +119,7 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
         grad_a1 += grad_short
         grad_kernels.append(grad_ks)
       grad_x, grad_g1, grad_b1 = bn_act.normalize_act_grad(
-          x_again, grad_a1, m1, v1, g1, b1, **norm, **sync)
+          x_again, a1, grad_a1, m1, v1, g1, **norm, **sync)
       if shortcut == 'input':
         grad_short, grad_ks = _conv_grads(x_again, kernels[0], grad_out,
                                           stride)
