@@ -73,6 +73,7 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
   stride = int(stride)
   norm = dict(epsilon=float(epsilon), slope=float(slope))
   dtype = kernel1.dtype
+  extra = [] if shortcut == 'identity' else [shortcut_kernel]
 
   def shortcut_of(x, a1, kernels):
     if shortcut == 'identity':
@@ -81,11 +82,10 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
 
   if not training:
     (g1, b1, m1, v1), (g2, b2, m2, v2) = bn1, bn2
-    kernels = [shortcut_kernel] if shortcut_kernel is not None else []
     a1 = bn_act.normalize_act(x, m1, v1, g1, b1, dtype=dtype, **norm)
     r1 = _conv(a1, kernel1, stride)
     a2 = bn_act.normalize_act(r1, m2, v2, g2, b2, dtype=dtype, **norm)
-    return shortcut_of(x, a1, kernels) + _conv(a2, kernel2, 1), ()
+    return shortcut_of(x, a1, extra) + _conv(a2, kernel2, 1), ()
 
   sync = dict(synchronized=bool(synchronized))
 
@@ -132,9 +132,8 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
 
     return (out, m1, v1, m2, v2), grad
 
-  kernels = [shortcut_kernel] if shortcut != 'identity' else []
   out, m1, v1, m2, v2 = block(x, bn1[0], bn1[1], bn2[0], bn2[1], kernel1,
-                              kernel2, *kernels)
+                              kernel2, *extra)
   return out, (m1, v1, m2, v2)
 
 
