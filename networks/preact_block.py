@@ -51,7 +51,7 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
   Args:
     x: features [B, H, W, C] in the kernels' dtype.
     bn1, bn2: (gamma, beta, moving_mean, moving_variance), float32 [C] and
-      [F]; the moving statistics are used only when not `training`.
+      [F]; in training (gamma, beta) suffice (batch statistics are used).
     kernel1: [3, 3, C, F]; kernel2: [3, 3, F, F]; shortcut_kernel:
       [1, 1, C, F] or None for 'identity'.
     stride: of kernel1 and the shortcut conv.
@@ -233,9 +233,10 @@ class PreActBlock(keras.layers.Layer):
     f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
     dtype = self.compute_dtype
     cast = lambda k: None if k is None else tf.cast(k, dtype)
+    # Training normalises with batch statistics: no moving ones to read.
+    bn = lambda weights: tuple(f32(v) for v in weights[:2 if training else 4])
     out, stats = preact_block(
-        tf.cast(x, dtype), tuple(f32(v) for v in self.bn1),
-        tuple(f32(v) for v in self.bn2), cast(self.kernel1),
+        tf.cast(x, dtype), bn(self.bn1), bn(self.bn2), cast(self.kernel1),
         cast(self.kernel2), cast(self.shortcut_kernel), stride=self.stride,
         shortcut=self.shortcut, epsilon=self.epsilon,
         slope=common.LEAKY_SLOPE if self.activation == 'leaky_relu' else 0.0,
