@@ -2,8 +2,9 @@
 
 Formulas as in the reference, section "Schedules", computed in float32 like
 the original. With `S = num_epoch * num_batch` total steps, the step wraps
-modulo S; with `sched_freq='epoch'` it is floored to whole epochs first.
-The result is clipped to [0, base_lr].
+modulo S; with `sched_freq='epoch'` it is floored to whole epochs first,
+and the 'step' mode's `sched_step_size` counts epochs (the original's
+`step_size * step_per_epoch`). The result is clipped to [0, base_lr].
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def learning_rate(step: Union[int, tf.Tensor], *, base_lr: float,
   With s the (wrapped, possibly epoch-floored) step and S the total:
   - 'const': base_lr;
   - 'linear': base_lr * (min + (1 - min) * clip(1 - s/S, 0, 1));
-  - 'step': base_lr * gamma ** floor(s / step_size);
+  - 'step': base_lr * gamma ** floor(s / step_size) (step_size in steps,
+    or in epochs of num_batch steps with sched_freq='epoch');
   - 'cos': base_lr * (min + 0.5 * (1 - min) * (1 + cos(pi * s/S)));
   - 'halfcos': base_lr * cos(pi * s/S * level/16).
 
@@ -43,7 +45,7 @@ def learning_rate(step: Union[int, tf.Tensor], *, base_lr: float,
     sched_freq: 'step' or 'epoch'.
     sched_level: halfcos level (1..8 in the original).
     sched_min_rate: floor as a fraction of base_lr (linear, cos).
-    sched_step_size: steps per decay (step).
+    sched_step_size: steps (epochs with sched_freq='epoch') per decay.
     sched_gamma: decay factor (step).
 
   Returns:
@@ -73,7 +75,8 @@ def learning_rate(step: Union[int, tf.Tensor], *, base_lr: float,
     rate = sched_min_rate + (1.0 - sched_min_rate) * tf.clip_by_value(
         1.0 - frac, 0.0, 1.0)
   elif sched_type == 'step':
-    exponent = tf.cast(s // sched_step_size, tf.float32)
+    unit = num_batch if sched_freq == 'epoch' else 1
+    exponent = tf.cast(s // (sched_step_size * unit), tf.float32)
     rate = tf.pow(tf.constant(sched_gamma, tf.float32), exponent)
   elif sched_type == 'cos':
     rate = sched_min_rate + 0.5 * (1.0 - sched_min_rate) * (

@@ -7,7 +7,8 @@ float32, and the classifier layer is float32, so logits are always float32.
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, Dict, Optional
 
 import keras
 
@@ -16,30 +17,68 @@ from networks import preact_block
 from networks import small
 from networks import wrn
 
-_BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    'WRN28': wrn.build_wrn28,
-    'small': small.build_small,
+IMPLS = ('lean', 'keras')
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One architecture.
+
+  Attributes:
+    build: the builder (keyword arguments of `build` below, `impl` included).
+    impls: the implementations it offers ('lean': memory-lean custom-gradient
+      blocks; 'keras': plain Keras layers); the first is the default.
+    original_variables: model -> {the original's variable name (e.g.
+      'conv2_block1_1_conv/kernel', ':0' dropped): our variable}, for
+      loading the original's weights; None if it has no original.
+  """
+  build: Callable[..., keras.Model]
+  impls: tuple = ('keras',)
+  original_variables: Optional[Callable[[keras.Model], Dict]] = None
+
+
+_ENTRIES: dict[str, Entry] = {
+    'WRN28': Entry(wrn.build_wrn28, ('lean',), None),
+    'small': Entry(small.build_small),
 }
 
 
 def names() -> list[str]:
-  """The registered architecture names: ['WRN28', 'small']."""
-  return list(_BUILDERS)
+  """The registered architecture names, e.g. ['WRN28', 'small']."""
+  return list(_ENTRIES)
 
 
-def _lookup(arch: str) -> Callable[..., keras.Model]:
-  by_lower = {k.lower(): v for k, v in _BUILDERS.items()}
-  builder = by_lower.get(str(arch).lower())
-  if builder is None:
+def _lookup(arch: str) -> Entry:
+  by_lower = {k.lower(): v for k, v in _ENTRIES.items()}
+  entry = by_lower.get(str(arch).lower())
+  if entry is None:
     raise ConfigError(f'Unknown network architecture {arch!r}; valid choices '
                       f'(case-insensitive): {", ".join(names())}.')
-  return builder
+  return entry
+
+
+def impls(arch: str) -> tuple:
+  """The implementations `arch` offers, the default first."""
+  return _lookup(arch).impls
+
+
+def original_variables(arch: str, model: keras.Model) -> Dict:
+  """{original variable name: our variable} of a model built as `arch`.
+
+  Raises:
+    ConfigError: unknown architecture, or one with no original.
+  """
+  entry = _lookup(arch)
+  if entry.original_variables is None:
+    raise ConfigError(f'Network {arch!r} has no counterpart in the original '
+                      'code, so its weights cannot be loaded by name.')
+  return entry.original_variables(model)
 
 
 def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
-          width: int = 2, activation: str = 'leaky_relu',
+          width: float = 2, activation: str = 'leaky_relu',
           bn_sync: bool = False, head_arch: str = 'linear',
-          head_mlp_dims: tuple[int, ...] = (),
+          head_mlp_dims: tuple[int, ...] = (), impl: str | None = None,
           name: str | None = None) -> keras.Model:
   """Builds a fresh, independently initialised classifier.
 
@@ -54,6 +93,7 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
     head_arch: 'linear' or 'mlp' (Dense + BN + act per `head_mlp_dims`, then
       the linear classifier). `head_mlp_dims` is ignored for 'linear'.
     head_mlp_dims: hidden widths of the 'mlp' head.
+    impl: one of `impls(arch)` (None: its default).
     name: model name.
 
   Returns:
@@ -64,11 +104,16 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
   Raises:
     ConfigError: unknown architecture or invalid argument.
   """
-  builder = _lookup(arch)
-  return builder(num_classes=num_classes, input_shape=tuple(input_shape),
-                 width=width, activation=activation, bn_sync=bool(bn_sync),
-                 head_arch=head_arch, head_mlp_dims=tuple(head_mlp_dims),
-                 name=name)
+  entry = _lookup(arch)
+  impl = entry.impls[0] if impl is None else impl
+  if impl not in entry.impls:
+    raise ConfigError(f'--net_impl={impl!r} is not offered by {arch!r}; '
+                      f'valid choices: {", ".join(entry.impls)}.')
+  kwargs = dict(impl=impl) if len(entry.impls) > 1 else {}
+  return entry.build(num_classes=num_classes, input_shape=tuple(input_shape),
+                     width=width, activation=activation, bn_sync=bool(bn_sync),
+                     head_arch=head_arch, head_mlp_dims=tuple(head_mlp_dims),
+                     name=name, **kwargs)
 
 
 def _all_layers(layer: keras.layers.Layer):

@@ -43,9 +43,10 @@ def test_missing_file_fails_with_message(tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'OK   lr_schedule.npz: 6 / 6' in out
   assert 'missing' in out and 'pseudo_targets.npz' in out
-  # Default file list: the three absent files fail.
+  # Default file list: every absent file fails.
   results = cp.run(tmp_path)
-  assert [r.ok for r in results] == [False, True, False, False]
+  assert [r.ok for r in results] == [False, True] + [False] * (len(cp.DEFAULT_FILES) - 2)
+  assert [r.name for r in results] == list(cp.DEFAULT_FILES)
   assert cp.main([str(tmp_path / 'nope')]) == 2
 
 

@@ -1,5 +1,4 @@
 """Tests of crest.schedules against the reference fixture and by hand."""
-import json
 import math
 
 import numpy as np
@@ -8,26 +7,38 @@ import tensorflow as tf
 
 from conftest import FIXTURES
 from crest.schedules import SCHEDULES, learning_rate
+from scripts.parity.lr_schedule import schedule_kwargs
 
-_MODES = {'constant': 'const', 'cosine': 'cos', 'halfcos': 'halfcos',
-          'linear': 'linear', 'step': 'step'}
-_ARGS = {'level': 'sched_level', 'min_rate': 'sched_min_rate',
-         'gamma': 'sched_gamma', 'step_size': 'sched_step_size'}
 _BASE = dict(base_lr=0.03, num_epoch=64, num_batch=1024)
 
 
-def test_fixture_all_schedules():
-  data = np.load(FIXTURES / 'lr_schedule.npz')
+@pytest.mark.parametrize('name, count', [('lr_schedule.npz', 6),
+                                         ('lr_schedule_per_epoch.npz', 5)])
+def test_fixture_all_schedules(name, count):
+  data = np.load(FIXTURES / name)
   keys = [k for k in data.files if k != 'steps']
-  assert len(keys) == 6
+  assert len(keys) == count
   for key in keys:
-    mode, args = key.split('_', 1)
-    kwargs = {_ARGS[a]: v for a, v in json.loads(args).items()}
-    got = np.array([learning_rate(s, sched_type=_MODES[mode], **_BASE, **kwargs)
+    kwargs = schedule_kwargs(key)
+    assert kwargs['sched_freq'] == ('epoch' if 'per_epoch' in name else 'step')
+    got = np.array([learning_rate(s, **_BASE, **kwargs)
                     for s in data['steps']])
     np.testing.assert_allclose(got, data[key], rtol=1e-6, atol=0, err_msg=key)
   # float32: the step schedule at step 0 is float32(0.03), not 0.03.
-  assert data['step_{"gamma": 0.995, "step_size": 1}'][0] == np.float32(0.03)
+  assert data[keys[0]][0] == np.float32(0.03)
+
+
+def test_per_epoch_step_size_counts_epochs():
+  # The original's step mode decays every step_size * step_per_epoch steps.
+  kw = dict(_BASE, sched_type='step', sched_freq='epoch', sched_gamma=0.995)
+  assert float(learning_rate(1023, **kw)) == pytest.approx(0.03)
+  assert float(learning_rate(1024, **kw)) == pytest.approx(0.02985, rel=1e-6)
+  kw.update(sched_step_size=2, sched_gamma=0.9)
+  assert float(learning_rate(2047, **kw)) == pytest.approx(0.03)
+  assert float(learning_rate(4096, **kw)) == pytest.approx(0.03 * 0.81)
+  # Per step, step_size counts steps.
+  assert float(learning_rate(1024, **dict(kw, sched_freq='step'))) == (
+      pytest.approx(0.03 * 0.9 ** 512, rel=1e-5))
 
 
 def test_tensor_step_in_tf_function():
@@ -72,3 +83,4 @@ def test_invalid_choices():
   with pytest.raises(ValueError, match="'step', 'epoch'"):
     learning_rate(0, sched_type='cos', sched_freq='batch', **_BASE)
   assert SCHEDULES == ('const', 'linear', 'step', 'cos', 'halfcos')
+

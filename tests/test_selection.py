@@ -1,14 +1,11 @@
 """Tests of crest.selection against the reference fixture and by hand."""
-import re
-
 import numpy as np
 import pytest
 
 from conftest import FIXTURES
 from crest import selection as sel
 from data.splits import labeled_split, long_tail_prior
-
-_CASE = re.compile(r'K(\d+)_g([^_]+)_n(\d+)_p([^_]+)_a([^_]+)_fold(\d+)')
+from scripts.parity.splits import CASE as _CASE
 
 
 def _cases():
