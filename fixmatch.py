@@ -21,7 +21,8 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
          params: LossParams) -> LossOutput:
   """FixMatch loss on one replica's batch.
 
-  One forward pass in training mode over [labeled; weak; strong views].
+  One forward pass in training mode over [labeled; weak views repeated S
+  times; strong views] (S strong views per example, as the original).
   Pseudo-targets come from the weak logits (aligned, sharpened, masked by the
   threshold) and supervise every strong view of the same example.
 
@@ -40,18 +41,18 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   num_strong = batch['x_s'].shape[1]
   xs = _views_first(batch['x_s'])
   nl, nu = tf.shape(xl)[0], tf.shape(xw)[0]
-  logits = model(tf.concat([xl, xw, xs], 0), training=True)
+  # As the original, the weak views go through the forward pass once per
+  # strong view (the batch-norm statistics count the repeats); their logits
+  # are identical, so the first copy serves.
+  xw_repeated = xw if num_strong == 1 else tf.tile(xw, [num_strong, 1, 1, 1])
+  logits = model(tf.concat([xl, xw_repeated, xs], 0), training=True)
   logits = tf.cast(logits, tf.float32)
   logits_l = logits[:nl]
   logits_w = tf.stop_gradient(logits[nl:nl + nu])
-  logits_s = logits[nl + nu:]
+  logits_s = logits[nl + num_strong * nu:]
 
-  # Supervised loss, optionally weighted by inverse class frequency.
-  xe = losses.sparse_xe(yl, logits_l)
-  if params.reweight_labeled:
-    weights = losses.labeled_class_weights(stats.p_data)
-    xe *= tf.gather(weights, yl)
-  loss_xe = tf.reduce_sum(xe) / params.global_batch_size
+  loss_xe = methods.labeled_loss(losses.sparse_xe(yl, logits_l), yl, stats,
+                                 params)
 
   # Pseudo-labels from the weak view; one target per strong view.
   target, mask, _ = pseudo_labels.pseudo_targets(

@@ -23,7 +23,8 @@ of defects); this is what it set out to do, with these choices:
   counts; each replica forwards its own rows of the mixed pool.
   `mixup_beta <= 0` disables mixing.
 * Loss: soft cross-entropy on the mixed labeled rows / global labeled batch
-  (class-weighted by `weighted_soft_xe` with `reweight_labeled`);
+  (with `reweight_labeled`, each row's loss times the weight of that row's
+  own class before mixing, as the original);
   `unsup_loss_type` (default mse) on the mixed unlabeled rows times the mask
   of the row's own example / (global unlabeled batch x K views) ('full') or
   max(1, global mask sum) ('quality'); times `weight_unsup` (constant: the
@@ -112,26 +113,6 @@ def pool_permutation_and_lambda(size: Union[int, tf.Tensor], beta: float,
   return perm, lam
 
 
-def weighted_soft_xe(targets: tf.Tensor, logits: tf.Tensor,
-                     class_weights: tf.Tensor) -> tf.Tensor:
-  """Class-weighted cross-entropy `-sum_k w_k t_k log p_k` of soft targets.
-
-  For one-hot targets it is `w[y] * xe`, FixMatch's `reweight_labeled`.
-
-  Args:
-    targets: float32 [B, K], rows are distributions.
-    logits: float32 [B, K].
-    class_weights: float32 [K].
-
-  Returns:
-    float32 [B].
-  """
-  weighted = targets * class_weights[tf.newaxis, :]
-  mass = tf.reduce_sum(weighted, axis=-1)
-  normalised = weighted / tf.maximum(mass, 1e-12)[:, tf.newaxis]
-  return mass * losses.softmax_xe(normalised, logits)
-
-
 def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
          params: LossParams) -> LossOutput:
   """MixMatch loss on one replica's batch (see the module docstring).
@@ -193,12 +174,10 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   logits_l, logits_u = logits[:b], logits[b:]
   y_mix_l, y_mix_u = mixed_y[:b], mixed_y[b:]
 
-  if params.reweight_labeled:
-    xe = weighted_soft_xe(y_mix_l, logits_l,
-                          losses.labeled_class_weights(stats.p_data))
-  else:
-    xe = losses.softmax_xe(y_mix_l, logits_l)
-  loss_xe = tf.reduce_sum(xe) / params.global_batch_size
+  # Row i of the mixed labeled rows is labeled example i blended with a
+  # partner (lambda' >= 0.5): reweighting uses example i's own class.
+  loss_xe = methods.labeled_loss(losses.softmax_xe(y_mix_l, logits_l), yl,
+                                 stats, params)
 
   # Each mixed row carries its own example's mask.
   loss_xeu = methods.masked_unsupervised_loss(

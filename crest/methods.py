@@ -99,6 +99,29 @@ def params_from_config(cfg, num_classes: int) -> LossParams:
       global_unlabeled_batch_size=cfg.unlabeled_batch_size)
 
 
+def labeled_loss(xe: tf.Tensor, labels: tf.Tensor, stats: Stats,
+                 params: LossParams) -> tf.Tensor:
+  """This replica's share of the supervised loss.
+
+  With `reweight_labeled`, row i's loss is multiplied by the weight of its
+  own class `labels[i]` (`losses.labeled_class_weights(p_data)`), as the
+  original does for FixMatch and MixMatch alike (for MixMatch the row's
+  class before mixing, whatever its mixed target).
+
+  Args:
+    xe: float32 [b], per-row cross-entropy.
+    labels: int [b], the rows' own classes.
+    stats: the running distributions (p_data).
+    params: the loss settings.
+
+  Returns: float32 scalar, sum / global labeled batch size.
+  """
+  if params.reweight_labeled:
+    weights = losses.labeled_class_weights(stats.p_data)
+    xe = xe * tf.gather(weights, tf.cast(labels, tf.int32))
+  return tf.reduce_sum(xe) / params.global_batch_size
+
+
 def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
                              mask: tf.Tensor, params: LossParams,
                              num_views: int) -> tf.Tensor:

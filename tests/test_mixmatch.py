@@ -118,22 +118,29 @@ def test_permutation_mixes_across_replicas():
   assert 0 < sum(crossed) < len(r0)
 
 
-def test_weighted_soft_xe():
-  logits = tf.constant([[1.0, 2.0, 0.5], [0.1, -1.0, 0.3]])
-  w = tf.constant([2.0, 0.5, 1.0])
-  onehot = tf.one_hot([1, 0], 3)
-  np.testing.assert_allclose(
-      mixmatch.weighted_soft_xe(onehot, logits, w),
-      np.array([0.5, 2.0]) * losses.softmax_xe(onehot, logits).numpy(),
-      rtol=1e-6)
-  soft = tf.constant([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6]])
+def test_reweight_labeled_uses_each_rows_own_class():
+  # A hand-made mixed labeled batch: row 0 is class 0 blended 0.6 / 0.4 with
+  # class 2, row 1 class 1 blended with class 0. The original multiplies
+  # each row's cross-entropy by the weight of the row's OWN class.
+  stats = _stats()
+  params = _params(reweight_labeled=True, global_batch_size=2)
+  yl = tf.constant([0, 1])
+  y_mix = tf.constant([[0.6, 0.0, 0.4, 0.0], [0.3, 0.7, 0.0, 0.0]])
+  logits = tf.constant([[1.0, 0.2, -0.5, 0.3], [0.0, 2.0, 1.0, -1.0]])
+  xe = losses.softmax_xe(y_mix, logits).numpy()
+  w = 1 / (1e-6 + stats.p_data.numpy())
+  w = w / w.sum() * K
+  expected = (w[0] * xe[0] + w[1] * xe[1]) / 2
+  got = float(methods.labeled_loss(tf.constant(xe), yl, stats, params))
+  assert got == pytest.approx(expected, rel=1e-6)
+  # Weighting each class term of the mixed target would give another value.
   logp = tf.nn.log_softmax(logits).numpy()
-  expected = -(soft.numpy() * w.numpy() * logp).sum(1)
-  np.testing.assert_allclose(mixmatch.weighted_soft_xe(soft, logits, w),
-                             expected, rtol=1e-5)
-  np.testing.assert_allclose(
-      mixmatch.weighted_soft_xe(soft, logits, tf.ones(3)),
-      losses.softmax_xe(soft, logits), rtol=1e-6)
+  per_term = -(y_mix.numpy() * w * logp).sum(1).sum() / 2
+  assert abs(per_term - expected) > 1e-2
+  # Without reweighting: the plain mean.
+  plain = float(methods.labeled_loss(tf.constant(xe), yl, stats,
+                                     _params(global_batch_size=2)))
+  assert plain == pytest.approx(xe.mean(), rel=1e-6)
 
 
 # --------------------------------------------------------- the loss itself
