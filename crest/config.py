@@ -40,7 +40,7 @@ METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
 NON_SEMANTIC_FIELDS = frozenset({
     'model_dir', 'force_init', 'num_workers', 'cpu_replicas', 'ml_data',
     'eval_batch_size', 'steps_per_loop', 'progress', 'jit_compile',
-    'keep_checkpoints', 'onednn',
+    'keep_checkpoints', 'onednn', 'net_impl',
 })
 
 
@@ -69,7 +69,8 @@ class Config:
   num_strongaug: int = 1
   # Network.
   net_arch: str = 'WRN28'
-  net_width: int = 2
+  net_width: float = 2
+  net_impl: str = 'lean'
   activation: str = 'leaky_relu'
   bn_sync: bool = False
   head_arch: str = 'linear'
@@ -255,7 +256,8 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   _check(cfg.num_augment >= 1, '--num_augment must be at least 1.')
   _check(cfg.num_weakaug >= 0 and cfg.num_strongaug >= 0,
          '--num_weakaug and --num_strongaug must be >= 0.')
-  _check(cfg.net_width >= 1, '--net_width must be at least 1.')
+  _check(cfg.net_width > 0, f'--net_width={cfg.net_width} must be positive.')
+  _choice('net_impl', cfg.net_impl, network_registry.IMPLS)
   _check(len(cfg.input_shape) == 3 and all(d > 0 for d in cfg.input_shape),
          f'--input_shape={cfg.input_shape} must be three positive integers '
          'H,W,C, e.g. 32,32,3.')
@@ -331,7 +333,7 @@ def run_name(cfg: Config) -> str:
     lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
   data_name = (f'{cfg.dataset}_im{format_ratio(cfg.class_im_ratio)}_{lab}'
                f'_fold{cfg.fold}')
-  model_name = f'{cfg.net_arch}-{cfg.net_width}'
+  model_name = f'{cfg.net_arch}-{format_ratio(cfg.net_width)}'
   desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
           f'bs{cfg.batch_size}x{cfg.unlab_ratio}',
           f'lr{cfg.learning_rate:g}', f'{cfg.sched_type}{cfg.sched_level}',

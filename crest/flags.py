@@ -61,8 +61,16 @@ _FLAGS = [
     ('num_strongaug', 'int', _D.num_strongaug,
      'Strong views per unlabeled example (MixMatch default: 0).'),
     # --- Network.
-    ('net_arch', 'str', _D.net_arch, 'Network: WRN28 or small.'),
-    ('net_width', 'int', _D.net_width, 'WideResNet width k.'),
+    ('net_arch', 'str', _D.net_arch,
+     'Network: WRN28, WRN37, ResNet18/50/101/152 (V1), ResNet18V2 ... '
+     'ResNet152V2, or small (a CPU-sized CNN); case-insensitive.'),
+    ('net_width', 'float', _D.net_width,
+     'Width: WideResNet k (an integer), or the ResNets\' filter multiplier '
+     '(e.g. 0.5).'),
+    ('net_impl', 'str', _D.net_impl,
+     'lean (memory-lean custom-gradient blocks, where the network has them; '
+     'else plain layers) or keras (plain Keras layers: the standard fused '
+     'kernels). Same numbers either way.'),
     ('activation', 'str', _D.activation,
      f'Activation: {", ".join(config_lib.ACTIVATIONS)}.'),
     ('bn_sync', 'bool', _D.bn_sync,

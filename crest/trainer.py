@@ -126,7 +126,7 @@ class GenerationTrainer:
       build = dict(num_classes=k, input_shape=tuple(cfg.input_shape),
                    width=cfg.net_width, activation=cfg.activation,
                    bn_sync=cfg.bn_sync, head_arch=cfg.head_arch,
-                   head_mlp_dims=tuple(cfg.head_mlp_dims))
+                   head_mlp_dims=tuple(cfg.head_mlp_dims), impl=cfg.net_impl)
       self.model = networks.build(cfg.net_arch, name='model', **build)
       self.ema = networks.build(cfg.net_arch, name='ema', **build)
       self.optimizer = _make_optimizer(cfg)

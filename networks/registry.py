@@ -93,7 +93,8 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
     head_arch: 'linear' or 'mlp' (Dense + BN + act per `head_mlp_dims`, then
       the linear classifier). `head_mlp_dims` is ignored for 'linear'.
     head_mlp_dims: hidden widths of the 'mlp' head.
-    impl: one of `impls(arch)` (None: its default).
+    impl: one of `impls(arch)`; None, or 'lean' for a network without a
+      lean build, is its default.
     name: model name.
 
   Returns:
@@ -105,7 +106,8 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
     ConfigError: unknown architecture or invalid argument.
   """
   entry = _lookup(arch)
-  impl = entry.impls[0] if impl is None else impl
+  if impl is None or (impl == 'lean' and impl not in entry.impls):
+    impl = entry.impls[0]  # 'lean' where the network has it.
   if impl not in entry.impls:
     raise ConfigError(f'--net_impl={impl!r} is not offered by {arch!r}; '
                       f'valid choices: {", ".join(entry.impls)}.')

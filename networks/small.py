@@ -35,7 +35,7 @@ BN_MOMENTUM = 0.99  # Short runs; see the module docstring.
 
 
 def build_small(*, num_classes: int, input_shape: tuple[int, int, int],
-                width: int = 2, activation: str = 'leaky_relu',
+                width: float = 2, activation: str = 'leaky_relu',
                 bn_sync: bool = False, head_arch: str = 'linear',
                 head_mlp_dims: Sequence[int] = (),
                 name: str | None = None) -> keras.Model:
@@ -57,8 +57,9 @@ def build_small(*, num_classes: int, input_shape: tuple[int, int, int],
   common.check_common(num_classes=num_classes, input_shape=input_shape,
                       activation_kind=activation, head_arch=head_arch,
                       head_mlp_dims=head_mlp_dims, min_size=MIN_SIZE)
-  if int(width) < 1:
-    raise ConfigError(f'small width must be >= 1, got {width}.')
+  if float(width) < 1 or not float(width).is_integer():
+    raise ConfigError(f'small width must be a whole number >= 1 (base '
+                      f'filters 16 * width), got {width}.')
   b = 16 * int(width)
   inputs = keras.Input(shape=tuple(int(v) for v in input_shape), name='images')
   x = inputs

@@ -68,6 +68,8 @@ def test_readme_command_parses_and_validates():
     (dict(method='fixmatch', num_weakaug=2), '--num_weakaug'),
     (dict(dataset='npz'), '--data_file'),
     (dict(jit_compile=True, bn_sync=True), '--bn_sync'),
+    (dict(net_impl='fused'), '--net_impl'),
+    (dict(net_width=0.0), '--net_width'),
     (dict(jit_compile=True, method='mixmatch', num_strongaug=0),
      '--method=mixmatch'),
 ])
@@ -76,6 +78,22 @@ def test_invalid_configs_name_the_flag(changes, needle):
   with pytest.raises(ConfigError) as e:
     config_lib.validate(cfg)
   assert needle in str(e.value)
+
+
+def test_network_width_is_a_float_and_the_run_name_keeps_its_form():
+  cfg = _parse(['--model_dir=/tmp/x', '--net_arch=small', '--net_width=0.5',
+                '--net_impl=keras'])
+  assert cfg.net_width == 0.5 and cfg.net_impl == 'keras'
+  assert '/small-0.5/' in config_lib.run_name(cfg)
+  # A whole width reads as before ('WRN28-2', not 'WRN28-2.0'), so existing
+  # run directories resume; the implementation does not change the numbers.
+  default = _parse(['--model_dir=/tmp/x'])
+  assert default.net_impl == 'lean'
+  assert '/WRN28-2/' in config_lib.run_name(default)
+  assert config_lib.run_name(default.replace(net_impl='keras')) == (
+      config_lib.run_name(default))
+  assert not config_lib.semantic_diff(default, default.replace(
+      net_impl='keras'))
 
 
 def test_batch_must_divide_among_replicas():
