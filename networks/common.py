@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, List, Sequence, Tuple
+from typing import Callable, Iterator, List, Sequence, Tuple
 
 import keras
 
@@ -185,7 +185,9 @@ def bn_act(x, *, kind: str, bn_sync: bool, name: str,
 
 def head(features, *, num_classes: int, head_arch: str,
          head_mlp_dims: Sequence[int], kind: str, bn_sync: bool,
-         bn_momentum: float = BN_MOMENTUM):
+         bn_momentum: float = BN_MOMENTUM,
+         kernel_initializer: Callable[[], keras.initializers.Initializer] =
+         dense_initializer):
   """Classifier head on pooled features.
 
   'linear': one Dense layer. 'mlp': for each d in `head_mlp_dims`, a bias-free
@@ -201,6 +203,7 @@ def head(features, *, num_classes: int, head_arch: str,
     kind: activation name.
     bn_sync: synchronised batch norm.
     bn_momentum: batch-norm momentum of the 'mlp' layers.
+    kernel_initializer: makes the classifier kernel's (fresh) initialiser.
 
   Returns:
     logits: float32 [B, K].
@@ -214,7 +217,7 @@ def head(features, *, num_classes: int, head_arch: str,
       x = bn_act(x, kind=kind, bn_sync=bn_sync, name=f'head_mlp{i}',
                  momentum=bn_momentum)
   return keras.layers.Dense(
-      num_classes, kernel_initializer=dense_initializer(),
+      num_classes, kernel_initializer=kernel_initializer(),
       bias_initializer='zeros', dtype='float32', name='logits')(x)
 
 
