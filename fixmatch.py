@@ -1,4 +1,7 @@
-"""FixMatch (Sohn et al., 2020) as in the CReST reference: the loss only."""
+"""FixMatch (Sohn et al., 2020) as in the CReST reference.
+
+The method declaration (`crest.method_api` lists the fields) and its loss.
+"""
 from __future__ import annotations
 
 from typing import Dict
@@ -6,15 +9,26 @@ from typing import Dict
 import tensorflow as tf
 
 from crest import losses
+from crest import method_api
 from crest import pseudo_labels
-from crest import methods
-from crest.methods import LossOutput, LossParams, Stats
+from crest.errors import ConfigError
+from crest.method_api import LossOutput, LossParams, Stats
+
+LABEL = 'FixMatch'
+# The CReST paper's tables call FixMatch + CReST simply 'CReST'.
+CREST_LABEL = '{crest}'
+DEFAULTS: Dict[str, object] = {}
+GATHERS_ACROSS_REPLICAS = False
 
 
-def _views_first(x: tf.Tensor) -> tf.Tensor:
-  """[N, V, H, W, C] -> [V * N, H, W, C], view-major."""
-  x = tf.transpose(x, [1, 0, 2, 3, 4])
-  return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+def check(cfg) -> None:
+  """One weak view and at least one strong view per unlabeled example."""
+  if cfg.num_weakaug != 1:
+    raise ConfigError(f'--method=fixmatch uses exactly one weak view per '
+                      f'example (--num_weakaug=1); got {cfg.num_weakaug}.')
+  if cfg.num_strongaug < 1:
+    raise ConfigError('--method=fixmatch needs at least one strong view '
+                      '(--num_strongaug >= 1).')
 
 
 def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
@@ -39,7 +53,7 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   xl, yl = batch['x_l'], batch['y_l']
   xw = batch['x_w'][:, 0]
   num_strong = batch['x_s'].shape[1]
-  xs = _views_first(batch['x_s'])
+  xs = method_api.views_first(batch['x_s'])
   nl, nu = tf.shape(xl)[0], tf.shape(xw)[0]
   # As the original, the weak views go through the forward pass once per
   # strong view (the batch-norm statistics count the repeats); their logits
@@ -51,8 +65,8 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
   logits_w = tf.stop_gradient(logits[nl:nl + nu])
   logits_s = logits[nl + num_strong * nu:]
 
-  loss_xe = methods.labeled_loss(losses.sparse_xe(yl, logits_l), yl, stats,
-                                 params)
+  loss_xe = method_api.labeled_loss(losses.sparse_xe(yl, logits_l), yl,
+                                    stats, params)
 
   # Pseudo-labels from the weak view; one target per strong view.
   target, mask, _ = pseudo_labels.pseudo_targets(
@@ -61,14 +75,10 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
       how_dalign=params.how_dalign, dalign_t=stats.dalign_t,
       threshold=params.threshold, temperature=params.temperature)
   target = tf.stop_gradient(tf.tile(target, [num_strong, 1]))
-  loss_xeu = methods.masked_unsupervised_loss(
+  loss_xeu = method_api.masked_unsupervised_loss(
       target, logits_s, tf.tile(mask, [num_strong]), params, num_strong)
 
-  total = loss_xe + params.weight_unsup * loss_xeu
-  probs_w = tf.nn.softmax(logits_w)
-  metrics = methods.replica_metrics(
+  return method_api.finish(
       params, loss_xe=loss_xe, loss_xeu=loss_xeu, labeled_scores=logits_l,
       labels=yl, unlabeled_scores=logits_w, unlabeled_labels=batch['y_u'],
-      mask=mask)
-  return LossOutput(loss=total, weak_probs_mean=tf.reduce_mean(probs_w, 0),
-                    metrics=metrics)
+      mask=mask, weak_probs=tf.nn.softmax(logits_w))

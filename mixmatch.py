@@ -37,28 +37,36 @@ from typing import Dict, Tuple, Union
 import tensorflow as tf
 
 from crest import losses
-from crest import methods
+from crest import method_api
 from crest import mixup
 from crest import pseudo_labels
-from crest.methods import LossOutput, LossParams, Stats
+from crest.errors import ConfigError
+from crest.method_api import LossOutput, LossParams, Stats, views_first
 
-
+LABEL = 'MixMatch'
+CREST_LABEL = 'MixMatch + {crest}'
+# What the original needed to run MixMatch at all (see the reference's list
+# of defects), applied to every flag the user did not set.
+DEFAULTS = {
+    'num_weakaug': 2,
+    'num_strongaug': 0,
+    'temperature': 0.5,
+    'threshold': 0.0,
+    'unsup_loss_type': 'mse',
+    'weight_unsup': 75.0,
+}
 # MixUp gathers the global batch in the loss (see above).
 GATHERS_ACROSS_REPLICAS = True
 
 
-def views_first(x: tf.Tensor) -> tf.Tensor:
-  """Example-major views to view-major rows.
-
-  Args:
-    x: [N, V, ...].
-
-  Returns:
-    [V * N, ...]; row v * N + i is view v of example i.
-  """
-  perm = [1, 0] + list(range(2, x.shape.rank))
-  x = tf.transpose(x, perm)
-  return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+def check(cfg) -> None:
+  """Weak views only, at least one."""
+  if cfg.num_weakaug < 1:
+    raise ConfigError(
+        '--method=mixmatch needs at least one weak view (--num_weakaug).')
+  if cfg.num_strongaug != 0:
+    raise ConfigError(
+        '--method=mixmatch uses weak views only; set --num_strongaug=0.')
 
 
 def own_rows(replica: tf.Tensor, num_labeled: Union[int, tf.Tensor],
@@ -176,17 +184,14 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
 
   # Row i of the mixed labeled rows is labeled example i blended with a
   # partner (lambda' >= 0.5): reweighting uses example i's own class.
-  loss_xe = methods.labeled_loss(losses.softmax_xe(y_mix_l, logits_l), yl,
-                                 stats, params)
+  loss_xe = method_api.labeled_loss(losses.softmax_xe(y_mix_l, logits_l),
+                                    yl, stats, params)
 
   # Each mixed row carries its own example's mask.
-  loss_xeu = methods.masked_unsupervised_loss(
+  loss_xeu = method_api.masked_unsupervised_loss(
       y_mix_u, logits_u, tf.tile(mask, [num_views]), params, num_views)
 
-  total = loss_xe + params.weight_unsup * loss_xeu
-  metrics = methods.replica_metrics(
+  return method_api.finish(
       params, loss_xe=loss_xe, loss_xeu=loss_xeu, labeled_scores=logits_l,
       labels=yl, unlabeled_scores=avg, unlabeled_labels=batch['y_u'],
-      mask=mask)
-  return LossOutput(loss=total, weak_probs_mean=tf.reduce_mean(probs_w, 0),
-                    metrics=metrics)
+      mask=mask, weak_probs=probs_w)

@@ -20,21 +20,6 @@ ACTIVATIONS = ('leaky_relu', 'relu')
 HEAD_ARCHS = ('linear', 'mlp')
 MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
 
-# Defaults a method applies to flags the user did not set. For MixMatch these
-# are the values the original needed to run at all (see the reference's list
-# of defects).
-METHOD_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    'fixmatch': {},
-    'mixmatch': {
-        'num_weakaug': 2,
-        'num_strongaug': 0,
-        'temperature': 0.5,
-        'threshold': 0.0,
-        'unsup_loss_type': 'mse',
-        'weight_unsup': 75.0,
-    },
-}
-
 # Fields that do not change what a run computes: a rerun into the same
 # directory may change them freely.
 NON_SEMANTIC_FIELDS = frozenset({
@@ -172,10 +157,13 @@ def semantic_diff(a: Config, b: Config) -> Dict[str, Tuple[Any, Any]]:
 
 def apply_method_defaults(values: Dict[str, Any],
                           explicitly_set: frozenset) -> Dict[str, Any]:
-  """Applies the method's defaults to every flag the user did not set."""
+  """Applies the method's defaults (its module's DEFAULTS) to every flag the
+  user did not set."""
+  from crest import methods  # pylint: disable=g-import-not-at-top
   method = values.get('method', 'fixmatch')
   out = dict(values)
-  for name, value in METHOD_DEFAULTS.get(method, {}).items():
+  defaults = methods.get(method).defaults if method in methods.names() else {}
+  for name, value in defaults.items():
     if name not in explicitly_set:
       out[name] = value
   return out
@@ -280,23 +268,13 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   if cfg.how_dalign is not None and not cfg.do_distalign:
     raise ConfigError(f'--how_dalign={cfg.how_dalign} has no effect without '
                       '--do_distalign=True; set both or neither.')
-  if cfg.method == 'fixmatch':
-    _check(cfg.num_weakaug == 1,
-           f'--method=fixmatch uses exactly one weak view per example '
-           f'(--num_weakaug=1); got {cfg.num_weakaug}.')
-    _check(cfg.num_strongaug >= 1,
-           '--method=fixmatch needs at least one strong view '
-           '(--num_strongaug >= 1).')
-  if cfg.method == 'mixmatch':
-    _check(cfg.num_weakaug >= 1,
-           '--method=mixmatch needs at least one weak view (--num_weakaug).')
-    _check(cfg.num_strongaug == 0,
-           '--method=mixmatch uses weak views only; set --num_strongaug=0.')
+  method = methods.get(cfg.method)
+  method.check(cfg)
   if cfg.jit_compile:
     _check(not cfg.bn_sync, '--jit_compile cannot be combined with --bn_sync: '
            'synchronised batch norm reduces across replicas inside the '
            'compiled step, which XLA cannot compile per replica. Drop one.')
-    _check(not methods.gathers_across_replicas(cfg.method),
+    _check(not method.gathers_across_replicas,
            f'--jit_compile does not support --method={cfg.method}: its loss '
            'gathers the batch across replicas (global MixUp), which XLA '
            'cannot compile per replica. Drop --jit_compile.')

@@ -1,183 +1,128 @@
-"""Registry of SSL methods and what every method's loss receives."""
+"""Registry of SSL methods: name -> the module that declares it.
+
+A method module declares what `crest.method_api` lists (LABEL,
+CREST_LABEL, DEFAULTS, GATHERS_ACROSS_REPLICAS, check, loss); a new method
+is that module plus one line in `_MODULES` (or a `register` call). Modules
+are imported when first asked for, so reading the registry stays cheap.
+"""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
-from typing import Callable, Dict, List, NamedTuple, Optional
+import importlib.util
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
-import tensorflow as tf
-
-from crest import losses
 from crest.errors import ConfigError
 
-# name -> module that defines `loss(...)` (see `Method`).
-_METHODS = {'fixmatch': 'fixmatch', 'mixmatch': 'mixmatch'}
+# name -> importable module that declares the method.
+_MODULES: Dict[str, str] = {'fixmatch': 'fixmatch', 'mixmatch': 'mixmatch'}
 
 
 @dataclasses.dataclass(frozen=True)
-class LossParams:
-  """The settings a method's loss reads (never the flags)."""
-  num_classes: int
-  threshold: float
-  temperature: float
-  unsup_loss_type: str
-  unsup_loss_divisor: str
-  weight_unsup: float
-  do_distalign: bool
-  how_dalign: Optional[str]
-  reweight_labeled: bool
-  mixup_beta: float
-  global_batch_size: int
-  global_unlabeled_batch_size: int
+class Method:
+  """Everything the trainer, the config and the tables know of a method."""
+  name: str
+  loss: Callable[..., Any]
+  label: str
+  crest_label: str
+  defaults: Mapping[str, Any]
+  gathers_across_replicas: bool
+  check: Callable[[Any], None]
 
 
-class Stats(NamedTuple):
-  """Running distributions a loss reads (identical on every replica).
-
-  Attributes:
-    p_model: float32 [K], mean prediction on unlabeled data.
-    p_data: float32 [K], running labeled class distribution.
-    gt_p_data: float32 [K], the dataset's class prior.
-    dalign_t: float32 [], this generation's alignment temperature.
-    seed: int64 [2], this step's seed (for MixUp).
-  """
-  p_model: tf.Tensor
-  p_data: tf.Tensor
-  gt_p_data: tf.Tensor
-  dalign_t: tf.Tensor
-  seed: tf.Tensor
-
-
-class LossOutput(NamedTuple):
-  """What a method's loss returns, per replica.
-
-  Attributes:
-    loss: scalar, this replica's share of the global mean loss (summing it
-      over replicas gives the loss of the global batch); weight decay excluded.
-    weak_probs_mean: float32 [K], this replica's mean softmax on weak views
-      (before alignment), for `p_model`.
-    metrics: name -> scalar, this replica's share of the global value (the
-      trainer sums them over replicas).
-  """
-  loss: tf.Tensor
-  weak_probs_mean: tf.Tensor
-  metrics: Dict[str, tf.Tensor]
-
-
-LossFn = Callable[..., LossOutput]
+def register(name: str, module: str) -> None:
+  """Adds (or replaces) method `name`, declared by importable `module`."""
+  _MODULES[str(name)] = str(module)
 
 
 def names() -> List[str]:
-  return sorted(_METHODS)
+  """The registered method names, sorted."""
+  return sorted(_MODULES)
 
 
-def gathers_across_replicas(name: str) -> bool:
-  """Whether the method's loss communicates across replicas (MixMatch's
-  global MixUp); such a loss cannot be XLA-compiled per replica."""
-  get(name)  # Validates the name.
-  return bool(getattr(importlib.import_module(_METHODS[name]),
-                      'GATHERS_ACROSS_REPLICAS', False))
+def get(name: str) -> Method:
+  """The method registered as `name`.
 
-
-def get(name: str) -> LossFn:
-  """The `loss(model, batch, stats, params)` function of a method."""
-  if name not in _METHODS:
+  Raises:
+    ConfigError: unknown name, or a module that does not declare `loss`.
+  """
+  if name not in _MODULES:
     raise ConfigError(f'Unknown method {name!r}; choose one of: '
                       f'{", ".join(names())}.')
-  return importlib.import_module(_METHODS[name]).loss
+  module = importlib.import_module(_MODULES[name])
+  if not callable(getattr(module, 'loss', None)):
+    raise ConfigError(f'Method module {_MODULES[name]!r} defines no '
+                      '`loss(model, batch, stats, params)`.')
+  label = getattr(module, 'LABEL', name)
+  return Method(
+      name=name, loss=module.loss, label=label,
+      crest_label=getattr(module, 'CREST_LABEL', label + ' + {crest}'),
+      defaults=dict(getattr(module, 'DEFAULTS', {})),
+      gathers_across_replicas=bool(
+          getattr(module, 'GATHERS_ACROSS_REPLICAS', False)),
+      check=getattr(module, 'check', lambda cfg: None))
 
 
-def params_from_config(cfg, num_classes: int) -> LossParams:
-  """The loss settings of a `crest.config.Config`."""
-  return LossParams(
-      num_classes=num_classes, threshold=cfg.threshold,
-      temperature=cfg.temperature, unsup_loss_type=cfg.unsup_loss_type,
-      unsup_loss_divisor=cfg.unsup_loss_divisor,
-      weight_unsup=cfg.weight_unsup, do_distalign=cfg.do_distalign,
-      how_dalign=cfg.how_dalign, reweight_labeled=cfg.reweight_labeled,
-      mixup_beta=cfg.mixup_beta, global_batch_size=cfg.batch_size,
-      global_unlabeled_batch_size=cfg.unlabeled_batch_size)
+def _labels(name: str) -> Tuple[str, str]:
+  """(LABEL, CREST_LABEL) of a registered method without importing it.
 
-
-def labeled_loss(xe: tf.Tensor, labels: tf.Tensor, stats: Stats,
-                 params: LossParams) -> tf.Tensor:
-  """This replica's share of the supervised loss.
-
-  With `reweight_labeled`, row i's loss is multiplied by the weight of its
-  own class `labels[i]` (`losses.labeled_class_weights(p_data)`), as the
-  original does for FixMatch and MixMatch alike (for MixMatch the row's
-  class before mixing, whatever its mixed target).
-
-  Args:
-    xe: float32 [b], per-row cross-entropy.
-    labels: int [b], the rows' own classes.
-    stats: the running distributions (p_data).
-    params: the loss settings.
-
-  Returns: float32 scalar, sum / global labeled batch size.
+  Result tables must not need TensorFlow (which every method module
+  imports), so the two string constants are read off the module's source;
+  an already imported module is asked directly.
   """
-  if params.reweight_labeled:
-    weights = losses.labeled_class_weights(stats.p_data)
-    xe = xe * tf.gather(weights, tf.cast(labels, tf.int32))
-  return tf.reduce_sum(xe) / params.global_batch_size
+  module_name = _MODULES[name]
+  module = sys.modules.get(module_name)
+  if module is not None:
+    label = getattr(module, 'LABEL', name)
+    return label, getattr(module, 'CREST_LABEL', label + ' + {crest}')
+  constants: Dict[str, str] = {}
+  spec = importlib.util.find_spec(module_name)
+  if spec is not None and spec.origin and spec.origin.endswith('.py'):
+    with open(spec.origin, encoding='utf-8') as f:
+      tree = ast.parse(f.read())
+    for node in tree.body:
+      if (isinstance(node, ast.Assign) and len(node.targets) == 1 and
+          isinstance(node.targets[0], ast.Name) and
+          isinstance(node.value, ast.Constant) and
+          isinstance(node.value.value, str)):
+        constants[node.targets[0].id] = node.value.value
+  label = constants.get('LABEL', name)
+  return label, constants.get('CREST_LABEL', label + ' + {crest}')
 
 
-def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
-                             mask: tf.Tensor, params: LossParams,
-                             num_views: int) -> tf.Tensor:
-  """This replica's share of the masked unsupervised loss (replica context).
-
-  Sums `unsupervised_loss * mask` over the replica's rows and divides by the
-  global divisor: the global number of unlabeled rows (`full`) or
-  `max(1, global number of rows above the threshold)` (`quality`, summed over
-  all replicas), so that summing the shares over replicas gives the loss of
-  the global batch.
-
-  Args:
-    targets: float32 [R, K]; logits: float32 [R, K]; mask: float32 [R].
-    params: the loss settings.
-    num_views: unlabeled rows per unlabeled example.
-
-  Returns: float32 scalar.
-  """
-  per_row = losses.unsupervised_loss(targets, logits,
-                                     params.unsup_loss_type) * mask
-  mask_sum = None
-  if params.unsup_loss_divisor == 'quality':
-    mask_sum = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, tf.reduce_sum(mask))
-  divisor = losses.masked_unsup_divisor(
-      mask, params.global_unlabeled_batch_size * num_views,
-      params.unsup_loss_divisor, mask_sum)
-  return tf.reduce_sum(per_row) / divisor
+def crest_variant(cfg: Mapping[str, Any]) -> Tuple[int, str]:
+  """(order, name) of the CReST variant of a config dict, e.g. (5,
+  'CReST+'); names starting with '+' are one-generation additions ('+ DA');
+  (0, '') is the method alone."""
+  da, how = bool(cfg.get('do_distalign')), cfg.get('how_dalign')
+  if int(cfg.get('num_generation', 1)) <= 1:
+    if not da:
+      return 0, ''
+    return 1, '+ DA' + (f' ({how})' if how else '')
+  if not da:
+    return 2, 'CReST'
+  if how is None:
+    return 3, 'CReST + DA'
+  if how == 'adaptive':
+    return 5, 'CReST+'
+  return 4, f'CReST+ ({how})'
 
 
-def replica_metrics(params: LossParams, *, loss_xe: tf.Tensor,
-                    loss_xeu: tf.Tensor, labeled_scores: tf.Tensor,
-                    labels: tf.Tensor, unlabeled_scores: tf.Tensor,
-                    unlabeled_labels: tf.Tensor,
-                    mask: tf.Tensor) -> Dict[str, tf.Tensor]:
-  """The metrics every method reports, as this replica's shares of the
-  global means (the trainer sums them over replicas).
-
-  Args:
-    params: the loss settings (global batch sizes).
-    loss_xe, loss_xeu: this replica's shares of the two losses.
-    labeled_scores: [b, K] logits or probabilities on labeled rows.
-    labels: int [b].
-    unlabeled_scores: [u, K] on unlabeled examples (one row each).
-    unlabeled_labels: int [u], true labels (monitoring only).
-    mask: float32 [u], the pseudo-label mask per unlabeled example.
-  """
-  def correct(scores, y):
-    return tf.cast(tf.argmax(scores, 1) == tf.cast(y, tf.int64), tf.float32)
-  return {
-      'loss.xe': loss_xe,
-      'loss.xeu': loss_xeu,
-      'acc.train': tf.reduce_sum(correct(labeled_scores, labels)) /
-                   params.global_batch_size,
-      'acc.unlab': tf.reduce_sum(correct(unlabeled_scores, unlabeled_labels))
-                   / params.global_unlabeled_batch_size,
-      'monitor.mask': tf.reduce_sum(mask) /
-                      params.global_unlabeled_batch_size,
-  }
+def table_label(cfg: Mapping[str, Any]) -> Tuple[Tuple[str, int], str]:
+  """(sort key, label) of a run's config dict in result tables: 'FixMatch',
+  'CReST+', 'MixMatch + CReST', 'FixMatch + DA', ..."""
+  name = cfg.get('method', 'fixmatch')
+  order, variant = crest_variant(cfg)
+  if name in _MODULES:
+    label, crest_label = _labels(name)
+  else:  # A run of a method not registered here.
+    label, crest_label = name, name + ' + {crest}'
+  if not variant:
+    text = label
+  elif variant.startswith('+'):
+    text = f'{label} {variant}'
+  else:
+    text = crest_label.format(crest=variant)
+  return (name, order), text

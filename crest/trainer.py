@@ -18,6 +18,7 @@ from augment import registry as augment_registry
 from crest import distributions
 from crest import interrupt
 from crest import losses
+from crest import method_api
 from crest import methods
 from crest import metrics as metrics_lib
 from crest import records
@@ -111,8 +112,8 @@ class GenerationTrainer:
     self.is_chief = is_chief
     self.num_classes = k = data.num_classes
     self.dalign_t = 1.0 if dalign_t is None else float(dalign_t)
-    self.params = methods.params_from_config(cfg, k)
-    self.loss_fn = methods.get(cfg.method)
+    self.params = method_api.params_from_config(cfg, k)
+    self.loss_fn = methods.get(cfg.method).loss
     self.gt_p_data = tf.constant(np.asarray(data.gt_p_data), tf.float32)
     self.num_replicas = strategy.num_replicas_in_sync
 
@@ -181,7 +182,7 @@ class GenerationTrainer:
   def _replica_step(self, batch, seed):
     cfg = self.cfg
     ctx = tf.distribute.get_replica_context()
-    stats = methods.Stats(
+    stats = method_api.Stats(
         p_model=distributions.p_model(self.p_model_history),
         p_data=tf.convert_to_tensor(self.p_data), gt_p_data=self.gt_p_data,
         dalign_t=tf.constant(self.dalign_t, tf.float32), seed=seed)

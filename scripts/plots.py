@@ -30,6 +30,7 @@ try:
 except ImportError:  # Run as `python3 scripts/plots.py`.
   import charts  # pylint: disable=g-import-not-at-top
   import summarize  # pylint: disable=g-import-not-at-top
+from crest import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MAX_BAR_CLASSES = 20
 
@@ -50,7 +51,7 @@ def _precision(picked: Sequence[int], correct: Sequence[int]) -> List[float]:
 
 def _title(run: summarize.Run) -> str:
   cfg = run.config
-  _, label = summarize.method_label(cfg)
+  _, label = methods.table_label(cfg)
   return (f'{label}, {cfg.get("dataset")} '
           f'{summarize.format_gamma(summarize.gamma(cfg))}, '
           f'fold {cfg.get("fold")}')

@@ -46,6 +46,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from crest import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from crest.config import NON_SEMANTIC_FIELDS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import numpy as np
@@ -118,36 +119,6 @@ def find_runs(root: str) -> Tuple[List[Run], List[Tuple[str, str]]]:
       except (OSError, ValueError) as e:
         bad.append((dirpath, str(e)))
   return runs, bad
-
-
-def crest_label(cfg: Dict[str, Any]) -> Tuple[int, str]:
-  """(order, name) of the CReST variant, e.g. (5, 'CReST+'); (0, '') alone."""
-  da, how = bool(cfg.get('do_distalign')), cfg.get('how_dalign')
-  if int(cfg.get('num_generation', 1)) <= 1:
-    if not da:
-      return 0, ''
-    return 1, '+ DA' + (f' ({how})' if how else '')
-  if not da:
-    return 2, 'CReST'
-  if how is None:
-    return 3, 'CReST + DA'
-  if how == 'adaptive':
-    return 5, 'CReST+'
-  return 4, f'CReST+ ({how})'
-
-
-def method_label(cfg: Dict[str, Any]) -> Tuple[Tuple[str, int], str]:
-  """(sort key, label): FixMatch / CReST / CReST+, MixMatch + CReST, ..."""
-  method = cfg.get('method', 'fixmatch')
-  base = {'fixmatch': 'FixMatch', 'mixmatch': 'MixMatch'}.get(method, method)
-  order, crest = crest_label(cfg)
-  if not crest:
-    label = base
-  elif crest.startswith('+'):
-    label = f'{base} {crest}'
-  else:
-    label = crest if method == 'fixmatch' else f'{base} + {crest}'
-  return (method, order), label
 
 
 def method_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -261,7 +232,7 @@ class Table:
     gets the differing ones appended, e.g. 'CReST (num_generation=3)'."""
     by_label: Dict[str, List[Run]] = {}
     for run in self.runs:
-      by_label.setdefault(method_label(run.config)[1], []).append(run)
+      by_label.setdefault(methods.table_label(run.config)[1], []).append(run)
     out = {}
     for label, runs in by_label.items():
       settings = [dict(method_settings(r.config),
@@ -279,7 +250,7 @@ class Table:
     labels = self.labels()
     order = {}
     for run in self.runs:
-      order.setdefault(labels[run.path], method_label(run.config)[0])
+      order.setdefault(labels[run.path], methods.table_label(run.config)[0])
     return sorted(order, key=lambda l: (order[l], l))
 
   def gammas(self) -> List[Optional[float]]:

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import fixmatch
-from crest import methods
+from crest import method_api
 from crest import pseudo_labels
 from networks import common
 
@@ -18,11 +18,11 @@ def _params(**kw):
               weight_unsup=2.0, do_distalign=True, how_dalign=None,
               reweight_labeled=False, mixup_beta=0.0, global_batch_size=4,
               global_unlabeled_batch_size=5)
-  return methods.LossParams(**(base | kw))
+  return method_api.LossParams(**(base | kw))
 
 
 def _stats():
-  return methods.Stats(
+  return method_api.Stats(
       p_model=tf.constant([0.5, 0.3, 0.2]), p_data=tf.constant([0.6, 0.3, 0.1]),
       gt_p_data=tf.constant([0.6, 0.3, 0.1]), dalign_t=tf.constant(1.0),
       seed=tf.constant([1, 2], tf.int64))

@@ -13,6 +13,7 @@ from crest import config as config_lib
 from crest import flags as crest_flags
 from crest import generations
 from crest import losses
+from crest import method_api
 from crest import methods
 from crest.config import Config
 from crest.trainer import GenerationTrainer
@@ -43,11 +44,11 @@ def _params(**kw):
               reweight_labeled=False, mixup_beta=0.75, global_batch_size=4,
               global_unlabeled_batch_size=6)
   base.update(kw)
-  return methods.LossParams(**base)
+  return method_api.LossParams(**base)
 
 
 def _stats(seed=(3, 4)):
-  return methods.Stats(
+  return method_api.Stats(
       p_model=tf.constant([0.4, 0.3, 0.2, 0.1]),
       p_data=tf.constant([0.25, 0.25, 0.3, 0.2]),
       gt_p_data=tf.constant([0.5, 0.25, 0.15, 0.1]),
@@ -79,7 +80,7 @@ def _tiny_model():
 # ------------------------------------------------------------ pure helpers
 def test_views_first_is_view_major():
   x = tf.reshape(tf.range(3 * 2 * 2), [3, 2, 2])  # [N=3, V=2, 2]
-  out = mixmatch.views_first(x).numpy()
+  out = method_api.views_first(x).numpy()
   np.testing.assert_array_equal(out[:, 0], [0, 4, 8, 2, 6, 10])
 
 
@@ -131,14 +132,14 @@ def test_reweight_labeled_uses_each_rows_own_class():
   w = 1 / (1e-6 + stats.p_data.numpy())
   w = w / w.sum() * K
   expected = (w[0] * xe[0] + w[1] * xe[1]) / 2
-  got = float(methods.labeled_loss(tf.constant(xe), yl, stats, params))
+  got = float(method_api.labeled_loss(tf.constant(xe), yl, stats, params))
   assert got == pytest.approx(expected, rel=1e-6)
   # Weighting each class term of the mixed target would give another value.
   logp = tf.nn.log_softmax(logits).numpy()
   per_term = -(y_mix.numpy() * w * logp).sum(1).sum() / 2
   assert abs(per_term - expected) > 1e-2
   # Without reweighting: the plain mean.
-  plain = float(methods.labeled_loss(tf.constant(xe), yl, stats,
+  plain = float(method_api.labeled_loss(tf.constant(xe), yl, stats,
                                      _params(global_batch_size=2)))
   assert plain == pytest.approx(xe.mean(), rel=1e-6)
 
@@ -385,4 +386,4 @@ def test_paper_mixmatch_command_parses_and_validates():
   assert (cfg.threshold, cfg.unsup_loss_type, cfg.weight_unsup) == (
       0.0, 'mse', 75.0)
   assert cfg.mixup_beta == 0.75 and cfg.alpha == 2.0
-  assert methods.get(cfg.method) is mixmatch.loss
+  assert methods.get(cfg.method).loss is mixmatch.loss

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from crest import methods
 from scripts import plots
 from scripts import summarize
 
@@ -205,7 +206,7 @@ def test_other_settings_make_separate_tables(tmp_path, capsys):
 
 
 def test_labels_and_gamma():
-  label = lambda **c: summarize.method_label(c)[1]
+  label = lambda **c: methods.table_label(c)[1]
   assert label(method='fixmatch', num_generation=1) == 'FixMatch'
   assert label(method='fixmatch', num_generation=6) == 'CReST'
   assert label(method='fixmatch', num_generation=6, do_distalign=True,
