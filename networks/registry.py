@@ -14,6 +14,7 @@ import keras
 
 from crest.errors import ConfigError
 from networks import preact_block
+from networks import resnet
 from networks import small
 from networks import wrn
 
@@ -38,8 +39,11 @@ class Entry:
 
 
 _ENTRIES: dict[str, Entry] = {
-    'WRN28': Entry(wrn.build_wrn28, ('lean',), None),
+    'WRN28': Entry(wrn.build_wrn28, wrn.IMPLS, wrn.original_variables),
+    'WRN37': Entry(wrn.build_wrn37, wrn.IMPLS, wrn.original_variables),
     'small': Entry(small.build_small),
+    **{arch: Entry(resnet.builder(arch), ('keras',),
+                   resnet.original_variables) for arch in resnet.ARCHS},
 }
 
 
