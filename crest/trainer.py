@@ -1,90 +1,40 @@
-"""The thin trainer of one generation: strategy, step loop, checkpoints,
-summaries and evaluation. Methods own only their loss; `crest.generations`
-owns the generations."""
+"""The thin trainer of one generation: the strategy, the step loop and the
+summaries. Methods own their loss (`crest.methods`), `crest.generations`
+the generations; the optimizer (`crest.optimization`), the models
+(`crest.models`), the EMA (`crest.ema`), checkpoints and rollback
+(`crest.checkpoints`) and evaluation (`crest.evaluation`) are modules of
+their own."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from typing import Dict, List, Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from augment import registry as augment_registry
+from crest import checkpoints as checkpoints_lib
 from crest import distributions
+from crest import ema as ema_lib
+from crest import evaluation
 from crest import interrupt
 from crest import losses
 from crest import method_api
 from crest import methods
-from crest import metrics as metrics_lib
+from crest import models
+from crest import optimization
 from crest import records
-from crest import schedules
 from crest import summaries
+from crest.checkpoints import MAX_ROLLBACKS, NonFiniteLossError
 from crest.config import Config
-from crest.errors import UserError
 from crest.progress import Progress
 from data import pipeline
 from data.base import SSLData
 from networks import common as network_common
-from networks import registry as networks
 
 TRAIN_METRICS = ('loss.train', 'loss.xe', 'loss.xeu', 'loss.wd', 'acc.train',
                  'acc.unlab', 'monitor.mask')
-
-
-ROLLBACK_FILE = 'rollback.json'
-MAX_ROLLBACKS = 3
-
-
-class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite.
-
-  Attributes:
-    batches: the input-stream batch indices of the failing steps.
-  """
-
-  def __init__(self, message: str, batches=()):
-    super().__init__(message)
-    self.batches = list(batches)
-
-
-class _LearningRate(keras.optimizers.schedules.LearningRateSchedule):
-  """`crest.schedules.learning_rate` as a Keras schedule."""
-
-  def __init__(self, cfg: Config):
-    self.kwargs = dict(
-        base_lr=cfg.learning_rate, num_epoch=cfg.num_epoch,
-        num_batch=cfg.num_batch, sched_type=cfg.sched_type,
-        sched_freq=cfg.sched_freq, sched_level=cfg.sched_level,
-        sched_min_rate=cfg.sched_min_rate,
-        sched_step_size=cfg.sched_step_size, sched_gamma=cfg.sched_gamma)
-
-  def __call__(self, step):
-    return schedules.learning_rate(step, **self.kwargs)
-
-  def get_config(self):
-    return dict(self.kwargs)
-
-
-def _make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
-  lr = _LearningRate(cfg)
-  if cfg.optim_type == 'sgd':
-    opt = keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov)
-  else:
-    opt = keras.optimizers.Adam(learning_rate=lr, amsgrad=True)
-  if cfg.mixed_precision == 'float16':
-    opt = keras.optimizers.LossScaleOptimizer(opt)
-  return opt
-
-
-def _tf_var(v):
-  """The tf.Variable behind a Keras variable."""
-  return getattr(v, 'value', v) if isinstance(v, keras.Variable) else v
 
 
 class GenerationTrainer:
@@ -117,20 +67,10 @@ class GenerationTrainer:
     self.gt_p_data = tf.constant(np.asarray(data.gt_p_data), tf.float32)
     self.num_replicas = strategy.num_replicas_in_sync
 
-    # Mixed precision: layers compute in bfloat16/float16 with float32
-    # variables; logits, losses and pseudo-label math stay float32.
-    keras.config.set_dtype_policy(
-        'float32' if cfg.mixed_precision == 'float32' else
-        f'mixed_{cfg.mixed_precision}')
+    self.model, self.ema, self.decay_variables = models.build_model_and_ema(
+        cfg, strategy, k, seed)
     with strategy.scope():
-      keras.utils.set_random_seed(seed)
-      build = dict(num_classes=k, input_shape=tuple(cfg.input_shape),
-                   width=cfg.net_width, activation=cfg.activation,
-                   bn_sync=cfg.bn_sync, head_arch=cfg.head_arch,
-                   head_mlp_dims=tuple(cfg.head_mlp_dims), impl=cfg.net_impl)
-      self.model = networks.build(cfg.net_arch, name='model', **build)
-      self.ema = networks.build(cfg.net_arch, name='ema', **build)
-      self.optimizer = _make_optimizer(cfg)
+      self.optimizer = optimization.make_optimizer(cfg)
       self.optimizer.build(self.model.trainable_variables)
       self.p_model_history = tf.Variable(
           distributions.initial_p_model_history(k), trainable=False,
@@ -141,42 +81,31 @@ class GenerationTrainer:
                                name='epoch')
       self.sums = {m: tf.Variable(0.0, trainable=False, name=f'sum_{m}')
                    for m in TRAIN_METRICS}
-    for e, v in zip(self.ema.variables, self.model.variables):
-      e.assign(v)
-    self.decay_variables = networks.decay_variables(self.model)
 
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, ema=self.ema, optimizer=self.optimizer,
         p_model_history=self.p_model_history, p_data=self.p_data,
         epoch=self.epoch, sums=self.sums)
-    # Multi-worker rules: every worker saves, only the chief into the run
-    # directory (the others into a temporary directory they delete); every
-    # worker restores from the chief's checkpoints.
     self.ckpt_dir = os.path.join(work_dir, 'ckpt')
-    save_dir = (self.ckpt_dir if is_chief else
-                tempfile.mkdtemp(prefix='crest-worker-ckpt-'))
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, save_dir,
-        max_to_keep=cfg.keep_checkpoints if is_chief else 1)
+    self.checkpoints = checkpoints_lib.Checkpoints(
+        self.checkpoint, self.ckpt_dir, is_chief, cfg.keep_checkpoints)
     self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
                    if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
-    self._unaugmented = augment_registry.build('x', data.train_images.shape[1])
     # --jit_compile: XLA compiles each replica's forward/backward, and the
     # evaluation forward on one device (on several, TF 2.21 places the
     # compiled forward's variables on the wrong device); the cross-replica
     # reductions, optimizer and EMA updates stay outside.
     jit = (lambda fn: tf.function(fn, jit_compile=True)) if cfg.jit_compile \
         else (lambda fn: fn)
-    jit_eval = jit if self.num_replicas == 1 else (lambda fn: fn)
     self._loss_and_grads = jit(self._loss_and_grads_fn)
-    self._forward_both = jit_eval(self._forward_both_fn)
-    self._forward_ema = jit_eval(self._forward_ema_fn)
+    self.evaluator = evaluation.Evaluator(
+        strategy, self.model, self.ema, data.train_images.shape[1],
+        cfg.eval_batch_size,
+        compile_fn=jit if self.num_replicas == 1 else (lambda fn: fn))
     # No autograph: the step code has no tensor-dependent Python control
     # flow, and converting it cost seconds of every generation's first step.
-    self._train_loop = tf.function(self._train_loop_fn, autograph=False)
-    self._eval_both = tf.function(self._eval_both_fn, autograph=False)
-    self._eval_ema = tf.function(self._eval_ema_fn, autograph=False)
+    self.train_steps = tf.function(self._train_steps_fn, autograph=False)
 
   # ---------------------------------------------------------------- steps
   def _replica_step(self, batch, seed):
@@ -229,22 +158,8 @@ class GenerationTrainer:
   def _cross_replica_updates(self, sums, weak_mean, labels_mean):
     """EMA and running distributions, after the optimizer step."""
     first = lambda x: self.strategy.experimental_local_results(x)[0]
-    decay = self.cfg.ema_decay
-
-    # Each device's copy directly (what strategy.extended.update does, without
-    # its per-variable tracing cost: seconds for a WRN-28-2).
-    local = lambda v: self.strategy.experimental_local_results(_tf_var(v))
-
-    def each_copy(emas, models, update):
-      for e, v in zip(emas, models):
-        for e_i, v_i in zip(local(e), local(v)):
-          with tf.device(e_i.device):
-            update(e_i, v_i)
-
-    each_copy(self.ema.trainable_variables, self.model.trainable_variables,
-              lambda e, v: e.assign_sub((1.0 - decay) * (e - v)))
-    each_copy(self.ema.non_trainable_variables,
-              self.model.non_trainable_variables, lambda e, v: e.assign(v))
+    ema_lib.update_ema(self.strategy, self.ema, self.model,
+                       self.cfg.ema_decay)
     self.p_model_history.assign(distributions.update_p_model_history(
         self.p_model_history, first(weak_mean)[None]))
     self.p_data.assign(distributions.update_p_data_from_mean(
@@ -254,8 +169,14 @@ class GenerationTrainer:
       self.sums[k].assign_add(v)
     return sums['loss.train']
 
-  def _train_loop_fn(self, iterator, num_steps):
-    """`num_steps` training steps; returns the last step's loss."""
+  def _train_steps_fn(self, iterator, num_steps):
+    """`num_steps` training steps (`self.train_steps`, one tf.function);
+    returns the last step's loss.
+
+    Args:
+      iterator: a distributed iterator over `data.pipeline.train_dataset`.
+      num_steps: int32 scalar tensor.
+    """
 
     def body(i, loss):
       del loss
@@ -271,26 +192,6 @@ class GenerationTrainer:
                             (tf.constant(0, num_steps.dtype), tf.constant(0.0)))
     return loss
 
-  def _to_float(self, x):
-    """uint8 images [b, H, W, C] -> float32 in [-1, 1], as training's."""
-    return self._unaugmented(x, tf.zeros([2], tf.int64))
-
-  def _forward_both_fn(self, x):
-    x = self._to_float(x)
-    return (tf.cast(self.model(x, training=False), tf.float32),
-            tf.cast(self.ema(x, training=False), tf.float32))
-
-  def _forward_ema_fn(self, x):
-    return tf.cast(self.ema(self._to_float(x), training=False), tf.float32)
-
-  def _eval_both_fn(self, x):
-    raw, ema = self.strategy.run(self._forward_both, args=(x,))
-    return self.strategy.gather(raw, 0), self.strategy.gather(ema, 0)
-
-  def _eval_ema_fn(self, x):
-    return (self.strategy.gather(
-        self.strategy.run(self._forward_ema, args=(x,)), 0),)
-
   # ------------------------------------------------------------ evaluation
   def logits(self, images: np.ndarray, raw: bool = True) -> tuple:
     """Logits on un-augmented images: (raw, EMA), or (EMA,) if not `raw`.
@@ -300,54 +201,16 @@ class GenerationTrainer:
 
     Returns: float32 [N, K] arrays.
     """
-    n, k = len(images), self.num_classes
-    step_fn = self._eval_both if raw else self._eval_ema
-    if n == 0:
-      return tuple(np.zeros([0, k], np.float32) for _ in range(1 + raw))
-    # Pad to whole batches so that one trace serves every batch.
-    batch = self.cfg.eval_batch_size
-    batch += -batch % self.num_replicas
-    padded = -n % batch
-    if padded:
-      images = np.concatenate([images, np.zeros((padded,) + images.shape[1:],
-                                                images.dtype)])
-    # Global replica r (on any worker) takes rows [r b, (r + 1) b) of each
-    # batch; strategy.gather puts them back in order. Slicing here instead of
-    # distributing a tf.data pipeline saves seconds per call.
-    per_replica = batch // self.num_replicas
-    parts = []
-    for start in range(0, len(images), batch):
-
-      def replica_rows(ctx, start=start):
-        first = start + ctx.replica_id_in_sync_group * per_replica
-        return tf.constant(images[first:first + per_replica])
-
-      parts.append(step_fn(
-          self.strategy.experimental_distribute_values_from_function(
-              replica_rows)))
-    return tuple(np.concatenate([p[i].numpy() for p in parts])[:n]
-                 for i in range(len(parts[0])))
+    return self.evaluator.logits(images, self.num_classes, raw=raw)
 
   def evaluate_test(self) -> Dict[str, object]:
-    """Test metrics of the raw and EMA models, with and without logit
-    adjustment: one forward pass per model, the adjustment is a shift of the
-    same logits by -log p_data."""
+    """Test metrics of the raw and EMA models (`evaluation.test_metrics`):
+    one forward pass per model; logit adjustment shifts the same logits."""
     raw, ema = self.logits(self.data.test_images)
     self.last_test_logits = (int(self.step), ema)
-    labels = self.data.test_labels
-    p_data = self.p_data.numpy()
-    out = {}
-    for name, logits in (('acc.test', raw), ('acc.test.ema', ema)):
-      for suffix, lg in (('', logits),
-                         ('.la', metrics_lib.logit_adjust(logits, p_data))):
-        rep = metrics_lib.classification_report(labels, lg)
-        key = name.replace('acc.test', 'acc.test' + suffix)
-        out[key] = rep['accuracy']
-        out['per_class_' + key] = rep['recall'].tolist()
-    out['monitor.kl_data'] = float(distributions.kl_uniform(self.p_data))
-    out['monitor.kl_model'] = float(distributions.kl_uniform(
-        distributions.p_model(self.p_model_history)))
-    return out
+    return evaluation.test_metrics(
+        raw, ema, self.data.test_labels, self.p_data.numpy(),
+        distributions.p_model(self.p_model_history).numpy())
 
   def ema_test_logits(self) -> np.ndarray:
     """EMA logits on the test set at the current step, float32 [T, K] (reuses
@@ -369,28 +232,13 @@ class GenerationTrainer:
     return int(self.optimizer.iterations.numpy())
 
   def restore(self) -> int:
-    """Restores the latest readable checkpoint; returns the steps done.
-
-    An unreadable checkpoint (truncated, corrupt) is reported and the previous
-    one is used instead.
-    """
-    for path in reversed(self._checkpoints()):
-      try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-      except Exception as e:  # pylint: disable=broad-except
-        # Truncated files raise IndexError, corrupt ones OpError/ValueError.
-        logging.warning('Checkpoint %s is unreadable (%s: %s); falling back '
-                        'to the previous one.', path, type(e).__name__,
-                        str(e).splitlines()[0][:200])
-        continue
+    """Restores the latest readable checkpoint (an unreadable one is
+    reported and the previous one used) and the epoch history; returns the
+    steps done."""
+    path = self.checkpoints.restore_latest()
+    if path is not None:
       logging.info('Restored %s (step %d, epoch %d).', path, self.step,
                    int(self.epoch.numpy()))
-      break
-    else:
-      if self._checkpoints():
-        raise UserError(
-            f'No readable checkpoint in {self.ckpt_dir}; delete that '
-            'directory to retrain this generation, or use --force_init.')
     done = int(self.epoch.numpy())
     hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
     self.history = {}
@@ -398,17 +246,6 @@ class GenerationTrainer:
       self.history = {k: v[:done]
                       for k, v in records.read_json(hist_path).items()}
     return self.step
-
-  def _checkpoints(self) -> List[str]:
-    """The chief's checkpoints, oldest first."""
-    if self.is_chief:
-      return list(self.manager.checkpoints)
-    state = tf.train.get_checkpoint_state(self.ckpt_dir)
-    return list(state.all_model_checkpoint_paths) if state else []
-
-  def _skipped(self) -> List[int]:
-    path = os.path.join(self.work_dir, ROLLBACK_FILE)
-    return records.read_json(path)['skipped'] if os.path.exists(path) else []
 
   def train(self, labeled_positions: np.ndarray,
             labeled_labels: np.ndarray) -> None:
@@ -421,9 +258,9 @@ class GenerationTrainer:
     """
     cfg = self.cfg
     self.restore()
-    if not self._checkpoints():
-      self.manager.save(checkpoint_number=0)  # A state to roll back to.
-    self.skip = self._skipped()
+    if not self.checkpoints.paths():
+      self.checkpoints.save(0)  # A state to roll back to.
+    self.skip = checkpoints_lib.read_skipped(self.work_dir)
     rollbacks = 0
     while self.step < cfg.steps_per_generation:
       try:
@@ -438,16 +275,14 @@ class GenerationTrainer:
           ) from None
         self.skip = sorted(set(self.skip) | set(e.batches))
         if self.is_chief:
-          records.write_json(os.path.join(self.work_dir, ROLLBACK_FILE),
-                             {'skipped': self.skip})
+          checkpoints_lib.write_skipped(self.work_dir, self.skip)
         logging.warning('%s Rolling back to the last checkpoint and skipping '
                         'input batch(es) %s (rollback %d of at most %d).', e,
                         e.batches, rollbacks, MAX_ROLLBACKS)
         self.restore()
       else:
         rollbacks = 0
-    if not self.is_chief:
-      shutil.rmtree(self.manager.directory, ignore_errors=True)
+    self.checkpoints.finish()
 
   def _train_from_step(self, labeled_positions, labeled_labels) -> None:
     cfg, data = self.cfg, self.data
@@ -498,7 +333,7 @@ class GenerationTrainer:
       while done < cfg.num_batch:
         n = min(cfg.steps_per_loop, cfg.num_batch - done)
         batches = next_batches(n)
-        loss = float(self._train_loop(iterator, tf.constant(n)))
+        loss = float(self.train_steps(iterator, tf.constant(n)))
         if not np.isfinite(loss):
           raise NonFiniteLossError(
               f'The training loss became {loss} at step {self.step} '
@@ -507,27 +342,26 @@ class GenerationTrainer:
         bar.update(n)
         signum = interrupt.requested()
         if signum is not None and done < cfg.num_batch:
-          self.manager.save(checkpoint_number=self.step)
+          self.checkpoints.save(self.step)
           raise interrupt.Interrupted(
               signum, f'Stopped by signal {signum} at step {self.step}; '
-              f'checkpoint saved in {self.manager.directory}. Re-run the '
+              f'checkpoint saved in {self.checkpoints.directory}. Re-run the '
               'same command to resume.')
     elapsed = time.time() - start
     values = {k: float(v.numpy()) / cfg.num_batch
               for k, v in self.sums.items()}
-    values['monitor.lr'] = float(
-        _LearningRate(cfg)(self.optimizer.iterations - 1))
+    values['monitor.lr'] = optimization.applied_learning_rate(self.optimizer)
     values['monitor.steps_per_sec'] = (cfg.num_batch - offset) / max(
         elapsed, 1e-9)
     values.update(self.evaluate_test())
     self._log_epoch(epoch, values)
     self.epoch.assign(epoch + 1)
-    self.manager.save(checkpoint_number=self.step)
+    self.checkpoints.save(self.step)
     signum = interrupt.requested()
     if signum is not None and self.step < cfg.steps_per_generation:
       raise interrupt.Interrupted(
           signum, f'Stopped by signal {signum} at step {self.step}; '
-          f'checkpoint saved in {self.manager.directory}. Re-run the same '
+          f'checkpoint saved in {self.checkpoints.directory}. Re-run the same '
           'command to resume.')
 
   def _log_epoch(self, epoch: int, values: Dict[str, object]) -> None:

@@ -56,8 +56,8 @@ def _one_step_each(a, it_a, b, it_b, rel):
 
   Returns: the two trainers' states after the step.
   """
-  loss_a = float(a._train_loop(it_a, tf.constant(1)))
-  loss_b = float(b._train_loop(it_b, tf.constant(1)))
+  loss_a = float(a.train_steps(it_a, tf.constant(1)))
+  loss_b = float(b.train_steps(it_b, tf.constant(1)))
   assert np.isfinite(loss_a)
   assert loss_b == pytest.approx(loss_a, rel=rel, abs=1e-6)
   return _state(a), _state(b)
@@ -91,8 +91,8 @@ def test_two_replicas_reproduce_one_device(tmp_path, kw):
     assert float(v.numpy()) == pytest.approx(float(two.sums[k].numpy()),
                                              rel=1e-4, abs=1e-6), k
   # A second step still agrees.
-  loss1 = float(one._train_loop(it1, tf.constant(1)))
-  loss2 = float(two._train_loop(it2, tf.constant(1)))
+  loss1 = float(one.train_steps(it1, tf.constant(1)))
+  loss2 = float(two.train_steps(it2, tf.constant(1)))
   assert loss2 == pytest.approx(loss1, rel=1e-4)
 
 

@@ -34,7 +34,7 @@ def _first_loss(tmp_path, data, precision):
         data.unlabeled_stream_positions,
         data.train_labels[data.unlabeled_stream_positions], spec, 0, 1)
     it = iter(strategy.experimental_distribute_dataset(ds))
-    loss = float(trainer._train_loop(it, tf.constant(1)))
+    loss = float(trainer.train_steps(it, tf.constant(1)))
     p_model = trainer.p_model_history.numpy()
   finally:
     keras.config.set_dtype_policy('float32')

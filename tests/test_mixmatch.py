@@ -329,7 +329,7 @@ def test_trainer_step_two_replicas_bn_sync(tmp_path):
         data.unlabeled_stream_positions,
         data.train_labels[data.unlabeled_stream_positions], spec, 0, 1)
     it = iter(strategy.experimental_distribute_dataset(ds))
-    loss = float(trainer._train_loop(it, tf.constant(1)))
+    loss = float(trainer.train_steps(it, tf.constant(1)))
     results.append((loss, [v.numpy() for v in trainer.model.variables],
                     {k: float(v.numpy()) for k, v in trainer.sums.items()}))
   (l1, w1, s1), (l2, w2, s2) = results

@@ -95,7 +95,7 @@ def test_unreadable_checkpoint_falls_back_to_the_previous(tmp_path, data,
   cfg = _cfg(tmp_path)
   first = _trainer(cfg, strategy, data, tmp_path / 'gen')
   _train(first, data)
-  ckpts = first.manager.checkpoints
+  ckpts = first.checkpoints.paths()
   assert ckpts[-1].endswith(f'ckpt-{cfg.steps_per_generation}')
   for path in glob.glob(ckpts[-1] + '.data-*'):
     with open(path, 'r+b') as f:

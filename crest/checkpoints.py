@@ -1,0 +1,109 @@
+"""A generation's checkpoints: multi-worker rules, unreadable-file fallback,
+and the rollback record of input batches to skip.
+
+Every worker saves; only the chief into the run directory (the others into
+a temporary directory they delete); every worker restores from the chief's.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import List, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from crest import records
+from crest.errors import UserError
+
+ROLLBACK_FILE = 'rollback.json'
+MAX_ROLLBACKS = 3
+
+
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or infinite.
+
+  Attributes:
+    batches: the input-stream batch indices of the failing steps.
+  """
+
+  def __init__(self, message: str, batches=()):
+    super().__init__(message)
+    self.batches = list(batches)
+
+
+class Checkpoints:
+  """Saves and restores one `tf.train.Checkpoint` under `ckpt_dir`.
+
+  Args:
+    checkpoint: what to save (model, EMA, optimizer, running statistics).
+    ckpt_dir: the chief's checkpoint directory.
+    is_chief: whether this worker owns `ckpt_dir`.
+    keep: checkpoints kept by the chief.
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, ckpt_dir: str,
+               is_chief: bool, keep: int):
+    self.checkpoint = checkpoint
+    self.ckpt_dir = ckpt_dir
+    self.is_chief = is_chief
+    save_dir = (ckpt_dir if is_chief else
+                tempfile.mkdtemp(prefix='crest-worker-ckpt-'))
+    self.manager = tf.train.CheckpointManager(
+        checkpoint, save_dir, max_to_keep=keep if is_chief else 1)
+
+  @property
+  def directory(self) -> str:
+    """Where this worker saves."""
+    return self.manager.directory
+
+  def paths(self) -> List[str]:
+    """The chief's checkpoints, oldest first."""
+    if self.is_chief:
+      return list(self.manager.checkpoints)
+    state = tf.train.get_checkpoint_state(self.ckpt_dir)
+    return list(state.all_model_checkpoint_paths) if state else []
+
+  def save(self, step: int) -> None:
+    self.manager.save(checkpoint_number=step)
+
+  def restore_latest(self) -> Optional[str]:
+    """Restores the newest readable checkpoint; returns its path (None if
+    there is none). An unreadable one (truncated, corrupt) is reported and
+    the previous one used.
+
+    Raises:
+      UserError: checkpoints exist but none is readable.
+    """
+    for path in reversed(self.paths()):
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except Exception as e:  # pylint: disable=broad-except
+        # Truncated files raise IndexError, corrupt ones OpError/ValueError.
+        logging.warning('Checkpoint %s is unreadable (%s: %s); falling back '
+                        'to the previous one.', path, type(e).__name__,
+                        str(e).splitlines()[0][:200])
+        continue
+      return path
+    if self.paths():
+      raise UserError(
+          f'No readable checkpoint in {self.ckpt_dir}; delete that '
+          'directory to retrain this generation, or use --force_init.')
+    return None
+
+  def finish(self) -> None:
+    """A worker's temporary checkpoints are deleted when it is done."""
+    if not self.is_chief:
+      shutil.rmtree(self.manager.directory, ignore_errors=True)
+
+
+def read_skipped(work_dir: str) -> List[int]:
+  """Input batches a rollback decided to skip (none if never rolled back)."""
+  path = os.path.join(work_dir, ROLLBACK_FILE)
+  return records.read_json(path)['skipped'] if os.path.exists(path) else []
+
+
+def write_skipped(work_dir: str, skipped: List[int]) -> None:
+  records.write_json(os.path.join(work_dir, ROLLBACK_FILE),
+                     {'skipped': sorted(skipped)})

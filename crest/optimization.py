@@ -1,0 +1,49 @@
+"""The optimizer and its learning-rate schedule, built from the config."""
+from __future__ import annotations
+
+import keras
+
+from crest import schedules
+from crest.config import Config
+
+
+class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+  """`crest.schedules.learning_rate` as a Keras schedule (tensor step)."""
+
+  def __init__(self, cfg: Config):
+    self.kwargs = dict(
+        base_lr=cfg.learning_rate, num_epoch=cfg.num_epoch,
+        num_batch=cfg.num_batch, sched_type=cfg.sched_type,
+        sched_freq=cfg.sched_freq, sched_level=cfg.sched_level,
+        sched_min_rate=cfg.sched_min_rate,
+        sched_step_size=cfg.sched_step_size, sched_gamma=cfg.sched_gamma)
+
+  def __call__(self, step):
+    return schedules.learning_rate(step, **self.kwargs)
+
+  def get_config(self):
+    return dict(self.kwargs)
+
+
+def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
+  """SGD with (Nesterov) momentum, or AMSGrad Adam, on the schedule; wrapped
+  in loss scaling under float16."""
+  lr = LearningRate(cfg)
+  if cfg.optim_type == 'sgd':
+    opt = keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov)
+  else:
+    opt = keras.optimizers.Adam(learning_rate=lr, amsgrad=True)
+  if cfg.mixed_precision == 'float16':
+    opt = keras.optimizers.LossScaleOptimizer(opt)
+  return opt
+
+
+def applied_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+  """The learning rate the optimizer applied at its last step (its own
+  schedule at iterations - 1)."""
+  inner = getattr(optimizer, 'inner_optimizer', optimizer)
+  schedule = inner._learning_rate  # pylint: disable=protected-access
+  step = optimizer.iterations - 1
+  value = schedule(step) if callable(schedule) else schedule
+  return float(keras.ops.convert_to_numpy(value))
