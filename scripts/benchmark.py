@@ -130,7 +130,7 @@ def _worker(spec: dict) -> dict:
       n = tf.constant(cfg.steps_per_loop)
       for i in range(warmup + steps):
         t = time.perf_counter()
-        loss = float(trainer._train_loop(it, n))  # pylint: disable=protected-access
+        loss = float(trainer.train_steps(it, n))
         if i == 0:
           out['time_to_first_step_s'] = time.time() - t_start
         if i >= warmup:
@@ -158,12 +158,12 @@ def _scaling(trainer, strategy, ds, data, spec, steps) -> dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   it = iter(strategy.experimental_distribute_dataset(ds))
   one = tf.constant(1)
-  float(trainer._train_loop(it, one))  # pylint: disable=protected-access
+  float(trainer.train_steps(it, one))
   out = {}
   for label, n in (('train_1x', steps), ('train_2x', 2 * steps)):
     t = time.perf_counter()
     for _ in range(n):
-      float(trainer._train_loop(it, one))  # pylint: disable=protected-access
+      float(trainer.train_steps(it, one))
     out[label + '_s'] = time.perf_counter() - t
     out[label + '_rss_gb'] = _rss_gb()
   n = spec['eval_images']
