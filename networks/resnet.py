@@ -29,15 +29,19 @@ Every convolution pads k // 2 pixels explicitly (ZeroPadding2D) and then
 convolves 'valid' (for stride 2 this samples other positions than 'same');
 kernels VarianceScaling(2, fan_out, truncated normal), no biases except the
 V2 stem. Batch norm: momentum 0.9, epsilon 1e-5 (the original's BN_MOM,
-BN_EPS). Layers carry the original's Keras names ('conv1_conv',
-'conv2_block1_1_bn', ...), so `original_variables` is a direct mapping.
+BN_EPS), through TF's fused kernel as Keras 2 ran it (`FusedBatchNorm`: the
+moving variance takes the unbiased batch variance). Layers carry the
+original's Keras names ('conv1_conv', 'conv2_block1_1_bn', ...), so
+`original_variables` is a direct mapping.
 
 One deliberate difference: the original's V2 stage conv5 (stride 1) gives its
 first block an identity shortcut although that block changes the channel
 count (4f -> 8f times the expansion), so the original cannot build any V2
 model (Keras refuses to add maps of 4f and 8f channels). Here that block
 takes a 1x1 projection ('conv5_block1_0_conv') from its preact output, the
-rule the original uses for the other stages.
+rule the original uses for the other stages. And a tightening: the original
+picks the stem by the height alone and accepts any width; here the width must
+be one of SIZES too.
 
 10 classes, 32x32x3, width 1 (total / trainable; the rest are moving stats):
 ResNet18 11,183,562 / 11,173,962; ResNet50 23,573,962 / 23,520,842.
