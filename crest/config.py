@@ -2,7 +2,8 @@
 
 `crest.flags` turns command-line flags into a `Config`; everything else reads
 only the `Config`. The resolved config is written as `config.json` into the
-run directory when a run starts.
+run directory when a run starts (the directory's name and files:
+`crest.run_dir`).
 """
 from __future__ import annotations
 
@@ -294,40 +295,3 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
 def resolve_ml_data(flag_value: str) -> str:
   """`--ml_data`, else the `ML_DATA` environment variable, else ''."""
   return flag_value or os.environ.get('ML_DATA', '')
-
-
-def format_ratio(x: float) -> str:
-  """A float as the original writes it in paths (0.01 -> '0.01')."""
-  if float(x).is_integer():
-    return str(int(x))
-  return f'{x:g}'
-
-
-def run_name(cfg: Config) -> str:
-  """The run's directory under `model_dir`: data / model / trainer."""
-  if cfg.percent_labeled is not None:
-    lab = f'p{format_ratio(cfg.percent_labeled)}'
-  else:
-    lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
-  data_name = (f'{cfg.dataset}_im{format_ratio(cfg.class_im_ratio)}_{lab}'
-               f'_fold{cfg.fold}')
-  model_name = f'{cfg.net_arch}-{format_ratio(cfg.net_width)}'
-  desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
-          f'bs{cfg.batch_size}x{cfg.unlab_ratio}',
-          f'lr{cfg.learning_rate:g}', f'{cfg.sched_type}{cfg.sched_level}',
-          f'wd{cfg.weight_decay:g}', f'th{cfg.threshold:g}',
-          f'T{cfg.temperature:g}', f'wu{cfg.weight_unsup:g}',
-          f'{cfg.unsup_loss_type}-{cfg.unsup_loss_divisor}']
-  if cfg.do_distalign:
-    desc.append('dalign' + (f'-{cfg.how_dalign}{cfg.dalign_t:g}'
-                            if cfg.how_dalign else ''))
-  if cfg.num_generation > 1:
-    desc.append(f'crest{cfg.num_generation}-{cfg.update_mode}'
-                f'-a{cfg.alpha:g}')
-  if cfg.reweight_labeled:
-    desc.append('rwl')
-  desc.append(f'seed{cfg.seed}')
-  if cfg.file_suffix:
-    desc.append(cfg.file_suffix)
-  return os.path.join(data_name, model_name, '_'.join(desc))
-

@@ -6,9 +6,10 @@ set, pseudo-labels the unlabeled pool, and picks per predicted class the most
 confident `int(n_c * (gt_p_data[K-1-c] / gt_p_data[0]) ** (1/alpha))`.
 
 A generation is finished when its `generation.json` exists; it is written
-last, atomically, after `labeled_set.npz` and `picks.npz`. Re-running the same
-command skips finished generations and resumes the unfinished one from its
-latest checkpoint.
+last, atomically, after `labeled_set.npz` and `picks.npz` (the directory's
+layout: `crest.run_dir`). Re-running the same command skips finished
+generations and resumes the unfinished one from its latest checkpoint; a
+directory made with another configuration is refused (`prepare_run_dir`).
 """
 from __future__ import annotations
 
@@ -23,23 +24,13 @@ from absl import logging
 from crest import config as config_lib
 from crest import metrics as metrics_lib
 from crest import records
+from crest import run_dir as run_dir_lib
 from crest import selection
 from crest.config import Config
 from crest.errors import UserError
 from data.base import SSLData
 
-CONFIG_FILE = 'config.json'
-RECORD_FILE = 'generation.json'
-LABELED_SET_FILE = 'labeled_set.npz'
-PICKS_FILE = 'picks.npz'
 TIMING_METRICS = frozenset({'monitor.steps_per_sec'})
-
-
-def generation_dir_name(generation: int, temperature: Optional[float]) -> str:
-  name = f'gen_{generation:02d}'
-  if temperature is not None:
-    name += f'_t{temperature:.2f}'
-  return name
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -55,14 +46,14 @@ def prepare_run_dir(cfg: Config, is_chief: bool = True) -> str:
 
   Returns: the run directory.
   """
-  run_dir = os.path.join(cfg.model_dir, config_lib.run_name(cfg))
-  path = os.path.join(run_dir, CONFIG_FILE)
+  run_dir = run_dir_lib.path(cfg)
+  path = os.path.join(run_dir, run_dir_lib.CONFIG_FILE)
   if cfg.force_init and is_chief and os.path.isdir(run_dir):
     logging.warning('--force_init: deleting %s', run_dir)
     shutil.rmtree(run_dir)
   if os.path.exists(path):
     try:
-      previous = Config.from_dict(records.read_json(path))
+      previous = Config.from_dict(run_dir_lib.read_config(run_dir))
     except (ValueError, TypeError) as e:
       raise UserError(f'{path} is not a valid config ({e}); delete it or use '
                       '--force_init to start over.') from None
@@ -83,14 +74,6 @@ def prepare_run_dir(cfg: Config, is_chief: bool = True) -> str:
                       'Choose a writable --model_dir with free space.'
                       ) from None
   return run_dir
-
-
-def load_record(gen_dir: str) -> Optional[Dict[str, Any]]:
-  """The finished generation's record, or None if it is not finished."""
-  path = os.path.join(gen_dir, RECORD_FILE)
-  if not os.path.exists(path):
-    return None
-  return records.read_json(path)
 
 
 def _log_report(name: str, report: Dict[str, Any]) -> None:
@@ -158,13 +141,14 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
                   if not isinstance(v[-1], list) and k not in TIMING_METRICS},
   }
   if is_chief:
-    records.write_npz(os.path.join(gen_dir, LABELED_SET_FILE),
+    records.write_npz(os.path.join(gen_dir, run_dir_lib.LABELED_SET_FILE),
                       positions=np.asarray(labeled_positions, np.int64),
                       labels=np.asarray(labeled_labels, np.int64))
-    records.write_npz(os.path.join(gen_dir, PICKS_FILE),
+    records.write_npz(os.path.join(gen_dir, run_dir_lib.PICKS_FILE),
                       positions=np.asarray(pool[rows], np.int64),
                       labels=np.asarray(labels, np.int64))
-    records.write_json(os.path.join(gen_dir, RECORD_FILE), record)
+    records.write_json(os.path.join(gen_dir, run_dir_lib.RECORD_FILE),
+                       record)
   return record, (np.asarray(pool[rows], np.int64), labels.astype(np.int64))
 
 
@@ -182,14 +166,15 @@ def run(cfg: Config, strategy, data: SSLData,
     if cfg.do_distalign and cfg.how_dalign is not None:
       temperature = selection.alignment_temperature(
           g, cfg.num_generation, cfg.dalign_t, cfg.how_dalign)
-    gen_dir = os.path.join(run_dir, generation_dir_name(g, temperature))
+    gen_dir = os.path.join(run_dir,
+                           run_dir_lib.generation_dir_name(g, temperature))
     positions, labels = selection.next_labeled_set(
         np.arange(len(data.train_labels)), picks[0], picks[1], original_pos,
         original_lab)
     digest = hashlib.sha1(positions.tobytes() + labels.tobytes()).hexdigest()
     logging.info('Generation %d labeled set: %d examples, sha1 %s.', g,
                  len(positions), digest)
-    record = load_record(gen_dir)
+    record = run_dir_lib.load_record(gen_dir)
     if record is None:
       logging.info('Generation %d/%d in %s: %d labeled (%d pseudo-labeled).',
                    g + 1, cfg.num_generation, gen_dir, len(positions),
@@ -199,7 +184,7 @@ def run(cfg: Config, strategy, data: SSLData,
                                      len(picks[0]), is_chief)
     else:
       logging.info('Generation %d is finished (%s); skipping.', g, gen_dir)
-      with np.load(os.path.join(gen_dir, PICKS_FILE)) as f:
+      with np.load(os.path.join(gen_dir, run_dir_lib.PICKS_FILE)) as f:
         picks = (f['positions'], f['labels'])
     out.append(record)
   return out

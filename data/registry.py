@@ -61,6 +61,18 @@ def needs_ml_data(name: str) -> bool:
   return _entry(name).needs_ml_data
 
 
+def imbalance_gamma(name: str, class_im_ratio: float) -> Optional[float]:
+  """The imbalance gamma = N_max / N_min that `class_im_ratio` stands for on
+  dataset `name`: None for a balanced set, the value itself for a DARP set
+  (where the flag is gamma), else 1 / class_im_ratio (own `npz` data
+  included, whose loader ignores the flag)."""
+  kind = _entry(name).kind
+  if kind == _BALANCED:
+    return None
+  ratio = float(class_im_ratio)
+  return ratio if kind == _DARP else 1.0 / ratio
+
+
 def _entry(name: str) -> _Entry:
   try:
     return _REGISTRY[name]

@@ -24,13 +24,14 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-try:
-  from scripts import charts  # pylint: disable=g-import-not-at-top
-  from scripts import summarize  # pylint: disable=g-import-not-at-top
-except ImportError:  # Run as `python3 scripts/plots.py`.
-  import charts  # pylint: disable=g-import-not-at-top
-  import summarize  # pylint: disable=g-import-not-at-top
-from crest import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+if __package__ in (None, ''):  # Run as `python3 scripts/plots.py`.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from crest import methods
+from scripts import charts
+from scripts import runs as runs_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 MAX_BAR_CLASSES = 20
 
@@ -49,18 +50,18 @@ def _precision(picked: Sequence[int], correct: Sequence[int]) -> List[float]:
   return [100.0 * c / p if p else math.nan for p, c in zip(picked, correct)]
 
 
-def _title(run: summarize.Run) -> str:
+def _title(run: runs_lib.Run) -> str:
   cfg = run.config
   _, label = methods.table_label(cfg)
   return (f'{label}, {cfg.get("dataset")} '
-          f'{summarize.format_gamma(summarize.gamma(cfg))}, '
+          f'{runs_lib.format_gamma(runs_lib.gamma(cfg))}, '
           f'fold {cfg.get("fold")}')
 
 
 def plot_run(run_dir: str) -> List[str]:
   """Writes the run's PNGs into `run_dir`; returns their paths (none if no
   generation is finished)."""
-  run = summarize.load_run(run_dir)
+  run = runs_lib.load_run(run_dir)
   gens = sorted(run.records)
   if not gens:
     return []
@@ -118,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   written = 0
   for d in args.dirs:
-    runs, bad = summarize.find_runs(d)
+    runs, bad = runs_lib.find_runs(d)
     for path, error in bad:
       print(f'skipped {path}: {error}', file=sys.stderr)
     for run in runs:

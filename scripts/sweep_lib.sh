@@ -34,23 +34,22 @@ SWEEP_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${DRY_RUN:=0}"
 
 # Prints the run directory and num_generation of these training flags (the
-# same computation as the entry point: crest.config.run_name); fails if the
+# same computation as the entry point: crest.run_dir.path); fails if the
 # flags do not parse.
 sweep_run_dir() {
   (cd "$SWEEP_REPO" && "$PYTHON" - "$@" 2>/dev/null <<'EOF'
-import os
 import sys
 
 from absl import flags
 
-from crest import config
 from crest import flags as crest_flags
+from crest import run_dir
 
 values = flags.FlagValues()
 crest_flags.define_flags(values)
 values(['run_dir'] + sys.argv[1:])
 cfg = crest_flags.config_from_values(*crest_flags.values_from_flags(values))
-print(os.path.join(cfg.model_dir, config.run_name(cfg)))
+print(run_dir.path(cfg))
 print(cfg.num_generation)
 EOF
   )

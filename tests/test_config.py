@@ -6,6 +6,7 @@ from absl import flags
 
 from crest import config as config_lib
 from crest import flags as crest_flags
+from crest import run_dir
 from crest.config import Config
 from crest.errors import ConfigError
 
@@ -84,14 +85,14 @@ def test_network_width_is_a_float_and_the_run_name_keeps_its_form():
   cfg = _parse(['--model_dir=/tmp/x', '--net_arch=small', '--net_width=0.5',
                 '--net_impl=keras'])
   assert cfg.net_width == 0.5 and cfg.net_impl == 'keras'
-  assert '/small-0.5/' in config_lib.run_name(cfg)
+  assert '/small-0.5/' in run_dir.run_name(cfg)
   # A whole width reads as before ('WRN28-2', not 'WRN28-2.0'), so existing
   # run directories resume; the implementation does not change the numbers.
   default = _parse(['--model_dir=/tmp/x'])
   assert default.net_impl == 'lean'
-  assert '/WRN28-2/' in config_lib.run_name(default)
-  assert config_lib.run_name(default.replace(net_impl='keras')) == (
-      config_lib.run_name(default))
+  assert '/WRN28-2/' in run_dir.run_name(default)
+  assert run_dir.run_name(default.replace(net_impl='keras')) == (
+      run_dir.run_name(default))
   assert not config_lib.semantic_diff(default, default.replace(
       net_impl='keras'))
 

@@ -4,16 +4,23 @@ Each fake run has a config.json and gen_XX/generation.json written like the
 training entry point writes them; the tables' numbers are checked against
 the values read back from those records.
 """
+import ast
 import csv
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ROOT
 from crest import methods
+from crest import run_dir
 from scripts import plots
+from scripts import runs
 from scripts import summarize
 
 K = 10
@@ -217,12 +224,15 @@ def test_labels_and_gamma():
                    'MixMatch + CReST+')
   assert label(method='fixmatch', num_generation=1, do_distalign=True,
                how_dalign='constant') == 'FixMatch + DA (constant)'
-  assert summarize.gamma(dict(dataset='cifar10lt', class_im_ratio=0.005)) == (
+  assert runs.gamma(dict(dataset='cifar10lt', class_im_ratio=0.005)) == (
       pytest.approx(200))
-  assert summarize.gamma(dict(dataset='cifar10ltdarp',
-                              class_im_ratio=150)) == 150
-  assert summarize.format_gamma(200.00000001) == 'gamma=200'
-  assert summarize.format_gamma(None) == 'balanced'
+  assert runs.gamma(dict(dataset='cifar10ltdarp', class_im_ratio=150)) == 150
+  assert runs.gamma(dict(dataset='cifar100', class_im_ratio=0.1)) is None
+  # A dataset this checkout does not register reads as long-tailed.
+  assert runs.gamma(dict(dataset='gone', class_im_ratio=0.02)) == (
+      pytest.approx(50))
+  assert runs.format_gamma(200.00000001) == 'gamma=200'
+  assert runs.format_gamma(None) == 'balanced'
 
 
 def test_same_label_different_generations_get_separate_rows(tmp_path,
@@ -273,3 +283,79 @@ def test_merge_puts_different_step_budgets_in_one_table(tmp_path, capsys):
   rows = table_rows(capsys.readouterr().out, 'Test accuracy')
   assert set(rows) == {'CReST+', 'FixMatch (num_batch=100)',
                        'FixMatch (num_batch=300)'}
+
+
+def test_generation_dirs_parse_back():
+  for g in (0, 7, 123):
+    for t in (None, 1.0, 0.5, 0.0):
+      name = run_dir.generation_dir_name(g, t)
+      assert run_dir.parse_generation_dir(name) == g, name
+  for name in ('gen_x', 'gen_01_tx', 'stats', 'gen_01.tmp', 'config.json'):
+    assert run_dir.parse_generation_dir(name) is None, name
+
+
+def test_scripts_run_as_scripts_without_tensorflow(tmp_path, capsys):
+  make_run(tmp_path, 1, method='CReST+')
+  make_run(tmp_path, 2, method='CReST+')
+  for module in ('scripts.summarize', 'scripts.plots', 'crest.run_dir'):
+    code = f"import sys; import {module}; assert 'tensorflow' not in sys.modules"
+    proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (module, proc.stderr)
+  # As `python3 scripts/X.py` from another directory: the same output as
+  # main(); summarize --plots draws through scripts/plots.py.
+  assert summarize.main([str(tmp_path), '--plots']) == 0
+  expected = capsys.readouterr().out
+  for script, args in (('summarize.py', ['--plots']), ('plots.py', [])):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'scripts' / script), str(tmp_path)] + args,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    if script == 'summarize.py':
+      assert proc.stdout == expected
+    assert proc.stdout.count('.png') == 6
+
+
+def _script_imports(path):
+  """Names of the sibling scripts/ modules one file imports (anywhere)."""
+  siblings = {p.stem for p in path.parent.glob('*.py')} | {
+      p.name for p in path.parent.iterdir() if (p / '__init__.py').exists()}
+  out = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.ImportFrom) and node.module == 'scripts':
+      out |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      parts = node.module.split('.')
+      if parts[0] == 'scripts' and len(parts) > 1:
+        out.add(parts[1])
+      elif node.level == 0 and parts[0] in siblings:
+        out.add(parts[0])
+    elif isinstance(node, ast.Import):
+      for a in node.names:
+        parts = a.name.split('.')
+        if parts[0] == 'scripts' and len(parts) > 1:
+          out.add(parts[1])
+        elif parts[0] in siblings:
+          out.add(parts[0])
+  return out & siblings
+
+
+def test_scripts_import_no_circle():
+  scripts = pathlib.Path(ROOT) / 'scripts'
+  graph = {p.stem: _script_imports(p) for p in scripts.glob('*.py')}
+  assert graph['plots'] == {'charts', 'runs'}
+  assert graph['tables'] == {'runs'} and not graph['runs']
+  done, path = set(), []
+
+  def visit(name):
+    assert name not in path, ' -> '.join(path + [name])
+    if name in done or name not in graph:
+      return
+    path.append(name)
+    for other in sorted(graph[name]):
+      visit(other)
+    path.pop()
+    done.add(name)
+
+  for name in sorted(graph):
+    visit(name)

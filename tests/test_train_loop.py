@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from crest import generations
+from crest import run_dir as run_dir_lib
 from crest import selection
 from crest.config import Config
 from crest.errors import UserError
@@ -126,8 +127,7 @@ def test_rerun_with_another_config_names_the_flags(finished_run):
   changed = cfg.replace(threshold=0.7, weight_unsup=2.0)
   # Threshold and weight are part of the run's name; file_suffix is not a
   # flag that changes results, so pin the directory by editing its config.
-  run_dir = os.path.join(cfg.model_dir,
-                         generations.config_lib.run_name(changed))
+  run_dir = run_dir_lib.path(changed)
   os.makedirs(run_dir, exist_ok=True)
   with open(os.path.join(run_dir, 'config.json'), 'w') as f:
     json.dump(cfg.replace(weight_decay=0.1).to_dict(), f)

@@ -1,0 +1,289 @@
+"""Result tables of CReST runs: grouping, mean (std) cells, Markdown and CSV.
+
+`build_report(runs, ...)` groups finished runs (`scripts.runs.Run`) into
+tables, one per configuration: rows are methods (`crest.methods.table_label`),
+columns gammas, cells `mean (std)` over folds / seeds of a metric in percent.
+`scripts/summarize.py` is the command line around it.
+
+Needs only NumPy (no TensorFlow).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from crest import methods
+from crest.config import NON_SEMANTIC_FIELDS
+from scripts import runs as runs_lib
+
+# Settings that never split a table: the fold/seed are what we average over,
+# class_im_ratio is the column, the rest does not change what a run computes
+# (crest.config.NON_SEMANTIC_FIELDS, plus paths).
+AVERAGED_OVER = ('fold', 'seed')
+NOT_GROUPED = NON_SEMANTIC_FIELDS | set(AVERAGED_OVER) | {
+    'class_im_ratio', 'ckpt_prefix', 'file_path'}
+# Settings that define the row (the method), not the table.
+METHOD_KEYS = ('num_generation', 'do_distalign', 'how_dalign', 'dalign_t',
+               'alpha', 'update_mode')
+# Settings shown on every table's header line, when present.
+HEADLINE_KEYS = ('dataset', 'method', 'percent_labeled', 'net_arch',
+                 'num_epoch', 'num_batch', 'batch_size', 'unlab_ratio')
+
+
+def method_settings(cfg: Dict[str, Any]) -> Dict[str, Any]:
+  """The method keys that matter for this run (alpha only with CReST, ...)."""
+  out = {k: cfg.get(k) for k in ('num_generation', 'do_distalign',
+                                 'how_dalign')}
+  if cfg.get('do_distalign') and cfg.get('how_dalign'):
+    out['dalign_t'] = cfg.get('dalign_t')
+  if int(cfg.get('num_generation', 1)) > 1:
+    out['alpha'] = cfg.get('alpha')
+    out['update_mode'] = cfg.get('update_mode')
+  return out
+
+
+def _hashable(v: Any) -> Any:
+  return tuple(v) if isinstance(v, list) else v
+
+
+def table_key(cfg: Dict[str, Any], merge: Sequence[str] = ()
+              ) -> Tuple[Tuple[str, Any], ...]:
+  """The settings shared by every run of one table (`merge`: settings
+  that may differ between rows instead)."""
+  return tuple(sorted((k, _hashable(v)) for k, v in cfg.items()
+                      if k not in NOT_GROUPED and k not in METHOD_KEYS
+                      and k not in merge))
+
+
+METRICS = {
+    'test_accuracy': ('Test accuracy (%) of the EMA model',
+                      lambda run, rec: float(rec['test_accuracy'])),
+    'minority_recall': ('Minority classes: mean test recall (%) of the rarest '
+                        'third of the classes', runs_lib.minority_recall),
+}
+
+
+@dataclasses.dataclass
+class Cell:
+  """The runs of one (table, method, gamma) and their values in percent."""
+  runs: List[runs_lib.Run]
+  values: List[float]
+  ddof: int = 0
+
+  @property
+  def n(self) -> int:
+    return len(self.values)
+
+  @property
+  def mean(self) -> float:
+    return float(np.mean(self.values)) if self.values else math.nan
+
+  @property
+  def std(self) -> float:
+    if self.n <= self.ddof:
+      return math.nan
+    return float(np.std(self.values, ddof=self.ddof))
+
+  def text(self, expected: int) -> str:
+    if not self.values:
+      return ''
+    std = '-' if math.isnan(self.std) or self.n == 1 else f'{self.std:.2f}'
+    out = f'{self.mean:.1f} ({std})'
+    return out + (f' [n={self.n}]' if self.n < expected else '')
+
+
+@dataclasses.dataclass
+class Table:
+  """Finished runs sharing one configuration, by method label and gamma."""
+  key: Tuple[Tuple[str, Any], ...]
+  runs: List[runs_lib.Run]
+  merge: Tuple[str, ...] = ()
+
+  @property
+  def settings(self) -> Dict[str, Any]:
+    return dict(self.key)
+
+  def labels(self) -> Dict[str, str]:
+    """Run path -> row label; a label shared by different method settings
+    gets the differing ones appended, e.g. 'CReST (num_generation=3)'."""
+    by_label: Dict[str, List[runs_lib.Run]] = {}
+    for run in self.runs:
+      by_label.setdefault(methods.table_label(run.config)[1], []).append(run)
+    out = {}
+    for label, runs in by_label.items():
+      settings = [dict(method_settings(r.config),
+                       **{k: r.config.get(k) for k in self.merge})
+                  for r in runs]
+      keys = sorted({k for s in settings for k in s})
+      differing = [k for k in keys
+                   if len({json.dumps(s.get(k)) for s in settings}) > 1]
+      for run, s in zip(runs, settings):
+        extra = ', '.join(f'{k}={s.get(k)}' for k in differing)
+        out[run.path] = f'{label} ({extra})' if extra else label
+    return out
+
+  def rows(self) -> List[str]:
+    labels = self.labels()
+    order = {}
+    for run in self.runs:
+      order.setdefault(labels[run.path], methods.table_label(run.config)[0])
+    return sorted(order, key=lambda l: (order[l], l))
+
+  def gammas(self) -> List[Optional[float]]:
+    values = {runs_lib.gamma(r.config) for r in self.runs}
+    return sorted(values, key=lambda g: -1.0 if g is None else g)
+
+  def cell(self, row: str, g: Optional[float], metric: str,
+           generation: Optional[int] = None, ddof: int = 0) -> Cell:
+    """Runs of `row` at gamma `g`; `generation` None = each run's last."""
+    labels = self.labels()
+    fn = METRICS[metric][1]
+    runs, values = [], []
+    for run in sorted(self.runs, key=lambda r: (r.config.get('fold'),
+                                                r.config.get('seed'), r.path)):
+      if labels[run.path] != row or runs_lib.gamma(run.config) != g:
+        continue
+      record = run.final if generation is None else run.records.get(generation)
+      if record is not None:
+        runs.append(run)
+        values.append(100.0 * fn(run, record))
+    return Cell(runs=runs, values=values, ddof=ddof)
+
+
+def build_tables(runs: Sequence[runs_lib.Run], merge: Sequence[str] = ()
+                 ) -> List[Table]:
+  """Groups finished runs into tables (in order of their settings)."""
+  groups: Dict[Tuple, List[runs_lib.Run]] = {}
+  for run in runs:
+    if run.finished:
+      groups.setdefault(table_key(run.config, merge), []).append(run)
+  return [Table(key=k, runs=v, merge=tuple(merge))
+          for k, v in sorted(groups.items(), key=lambda kv: repr(kv[0]))]
+
+
+def differing_settings(tables: Sequence[Table]) -> List[str]:
+  """Setting names whose values differ between tables."""
+  keys = sorted({k for t in tables for k in t.settings})
+  return [k for k in keys
+          if len({json.dumps(t.settings.get(k)) for t in tables}) > 1]
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]
+                   ) -> str:
+  """A Markdown table padded to aligned columns (readable as plain text)."""
+  widths = [max(3, max(len(str(r[i])) for r in [header, *rows]))
+            for i in range(len(header))]
+
+  def line(cells):
+    return '| ' + ' | '.join(str(c).ljust(w)
+                             for c, w in zip(cells, widths)) + ' |'
+  return '\n'.join([line(header), line(['-' * w for w in widths]),
+                    *[line(r) for r in rows]])
+
+
+@dataclasses.dataclass
+class Report:
+  """The Markdown text and the CSV rows of every table."""
+  markdown: List[str] = dataclasses.field(default_factory=list)
+  csv_rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+CSV_FIELDS = ('table', 'metric', 'generation', 'method', 'dataset', 'gamma',
+              'n', 'mean', 'std', 'values', 'folds', 'settings')
+
+
+def _add_csv(report: Report, index: int, table: Table, metric: str,
+             generation: Any, row: str, g: Optional[float], cell: Cell,
+             settings: str) -> None:
+  if not cell.values:
+    return
+  report.csv_rows.append({
+      'table': index, 'metric': metric, 'generation': generation,
+      'method': row, 'dataset': table.settings.get('dataset'),
+      'gamma': '' if g is None else f'{g:g}', 'n': cell.n,
+      'mean': f'{cell.mean:.4f}',
+      'std': '' if math.isnan(cell.std) else f'{cell.std:.4f}',
+      'values': ';'.join(f'{v:.4f}' for v in cell.values),
+      'folds': ';'.join(str(r.config.get('fold')) for r in cell.runs),
+      'settings': settings})
+
+
+def table_header(index: int, table: Table, differing: Sequence[str]) -> str:
+  s = table.settings
+  shown = [f'{k}={s[k]}' for k in HEADLINE_KEYS if k in s]
+  lines = [f'## Table {index}: {s.get("method")} on {s.get("dataset")}',
+           '', 'Settings: ' + ', '.join(shown) + '.']
+  if table.merge:
+    labels = table.labels()
+    per_row = {}
+    for run in table.runs:
+      per_row.setdefault(labels[run.path], set()).add(', '.join(
+          f'{k}={run.config.get(k)}' for k in table.merge))
+    lines.append('Per method: ' + '; '.join(
+        f'{r}: {" / ".join(sorted(v))}' for r, v in per_row.items()) + '.')
+  if differing:
+    lines.append('Differs from the other tables: ' + ', '.join(
+        f'{k}={s.get(k)}' for k in differing) + '.')
+  return '\n'.join(lines)
+
+
+def _per_generation(report: Report, index: int, table: Table, settings: str,
+                    folds: Optional[int], ddof: int) -> None:
+  """Per metric and gamma: a table with one column per generation."""
+  rows, num_gen = table.rows(), max(r.num_generation for r in table.runs)
+  for metric, (title, _) in METRICS.items():
+    for g in table.gammas():
+      cells = {(r, k): table.cell(r, g, metric, generation=k, ddof=ddof)
+               for r in rows for k in range(num_gen)}
+      expected = folds or max(c.n for c in cells.values())
+      body = [[r] + [cells[r, k].text(expected) for k in range(num_gen)]
+              for r in rows]
+      report.markdown.append(
+          f'{title}, {runs_lib.format_gamma(g)}, per generation:\n\n' +
+          markdown_table(['method'] + [f'gen {k}' for k in range(num_gen)],
+                         body))
+      for (r, k), cell in cells.items():
+        _add_csv(report, index, table, metric, k, r, g, cell, settings)
+
+
+def build_report(runs: Sequence[runs_lib.Run],
+                 per_generation: bool = False, folds: Optional[int] = None,
+                 ddof: int = 0, merge: Sequence[str] = ()) -> Report:
+  """Builds every table (final generation, minority view, per generation)."""
+  report = Report()
+  tables = build_tables(runs, merge)
+  differing = differing_settings(tables)
+  for index, table in enumerate(tables, 1):
+    rows, gammas = table.rows(), table.gammas()
+    settings = '; '.join(f'{k}={table.settings.get(k)}' for k in differing)
+    report.markdown.append(table_header(index, table, differing))
+    for metric, (title, _) in METRICS.items():
+      cells = {(r, g): table.cell(r, g, metric, ddof=ddof)
+               for r in rows for g in gammas}
+      expected = folds or max(c.n for c in cells.values())
+      body = [[r] + [cells[r, g].text(expected) for g in gammas]
+              for r in rows]
+      report.markdown.append(
+          f'{title}, final generation, mean (std) over folds:\n\n' +
+          markdown_table(['method'] + [runs_lib.format_gamma(g)
+                                      for g in gammas],
+                         body))
+      for (r, g), cell in cells.items():
+        _add_csv(report, index, table, metric, 'final', r, g, cell, settings)
+    if per_generation:
+      _per_generation(report, index, table, settings, folds, ddof)
+  return report
+
+
+def unfinished_text(runs: Sequence[runs_lib.Run], root: str) -> str:
+  lines = [f'- {os.path.relpath(r.path, root)}: {len(r.records)} of '
+           f'{r.num_generation} generations finished'
+           for r in runs if not r.finished]
+  if not lines:
+    return ''
+  return 'Unfinished runs (not averaged):\n\n' + '\n'.join(lines)
