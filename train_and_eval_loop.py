@@ -21,7 +21,7 @@ from absl import flags
 from absl import logging
 
 from crest import flags as crest_flags
-from crest.errors import UserError
+from crest.errors import USER_ERRORS
 
 FLAGS = flags.FLAGS
 
@@ -34,27 +34,15 @@ def build_config(flag_values: flags.FlagValues = FLAGS):
   from crest import config as config_lib  # pylint: disable=g-import-not-at-top
   from crest import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
   from data import registry as data_registry  # pylint: disable=g-import-not-at-top
-  from data.base import DataArgs  # pylint: disable=g-import-not-at-top
 
   values, present = crest_flags.values_from_flags(flag_values)
   cfg = crest_flags.config_from_values(values, present)
   config_lib.validate(cfg)  # Cheap checks first, before any work.
   strategy = strategy_lib.make_strategy(cfg.cpu_replicas)
   config_lib.validate(cfg, num_replicas=strategy.num_replicas_in_sync)
-  args = DataArgs(dataset=cfg.dataset, ml_data=cfg.ml_data,
-                  class_im_ratio=cfg.class_im_ratio,
-                  percent_labeled=cfg.percent_labeled,
-                  num_labeled=cfg.num_labeled, is_balanced=cfg.is_balanced,
-                  fold=cfg.fold, darp_n1=cfg.darp_n1, darp_m1=cfg.darp_m1,
-                  data_file=cfg.data_file)
-  data = data_registry.load(args)
-  if 'input_shape' not in present:
-    cfg = cfg.replace(input_shape=data.image_shape)
-  elif tuple(cfg.input_shape) != data.image_shape:
-    raise UserError(f'--input_shape={",".join(map(str, cfg.input_shape))} '
-                    f'does not match the data ({cfg.dataset} has images of '
-                    f'shape {",".join(map(str, data.image_shape))}); drop '
-                    'the flag or set it to the data\'s shape.')
+  data = data_registry.load(cfg.data_args())
+  cfg = config_lib.with_data_shape(cfg, data.image_shape,
+                                  'input_shape' in present)
   return cfg, data, strategy
 
 
@@ -87,7 +75,7 @@ def main(argv: List[str]) -> Optional[int]:
       return _fail(f'{e} The last good checkpoint is kept; lower '
                    '--learning_rate, set --clip_value, or use --do_rollback.',
                    1)
-  except UserError as e:
+  except USER_ERRORS as e:
     return _fail(str(e), 2)
   except interrupt.Interrupted as e:
     logging.warning('%s', e)

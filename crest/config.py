@@ -148,6 +148,17 @@ class Config:
   def replace(self, **changes: Any) -> 'Config':
     return dataclasses.replace(self, **changes)
 
+  def data_args(self):
+    """The data layer's settings (`data.base.DataArgs`) of this config."""
+    from data.base import DataArgs  # pylint: disable=g-import-not-at-top
+    return DataArgs(dataset=self.dataset, ml_data=self.ml_data,
+                    class_im_ratio=self.class_im_ratio,
+                    percent_labeled=self.percent_labeled,
+                    num_labeled=self.num_labeled,
+                    is_balanced=self.is_balanced, fold=self.fold,
+                    darp_n1=self.darp_n1, darp_m1=self.darp_m1,
+                    data_file=self.data_file)
+
 
 def semantic_diff(a: Config, b: Config) -> Dict[str, Tuple[Any, Any]]:
   """Fields that differ between two configs and change what a run computes."""
@@ -205,8 +216,7 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   # pylint: enable=g-import-not-at-top
 
   _choice('method', cfg.method, methods.names())
-  datasets = data_registry.names()
-  _choice('dataset', cfg.dataset, datasets)
+  data_registry.validate(cfg.data_args())  # The data layer checks its own.
   archs = network_registry.names()
   if cfg.net_arch.lower() not in [a.lower() for a in archs]:
     raise ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; choose one '
@@ -227,12 +237,6 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
     except ValueError as e:
       raise ConfigError(f'--{name}: {e}') from None
 
-  if cfg.percent_labeled is not None:
-    _check(0 < cfg.percent_labeled <= 1,
-           f'--percent_labeled={cfg.percent_labeled} must be in (0, 1].')
-  _check(cfg.class_im_ratio > 0,
-         f'--class_im_ratio={cfg.class_im_ratio} must be positive.')
-  _check(cfg.num_labeled >= 1, '--num_labeled must be at least 1.')
   _check(cfg.num_generation >= 1,
          f'--num_generation={cfg.num_generation} must be at least 1.')
   _check(cfg.num_epoch >= 1, '--num_epoch must be at least 1.')
@@ -279,9 +283,6 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
            f'--jit_compile does not support --method={cfg.method}: its loss '
            'gathers the batch across replicas (global MixUp), which XLA '
            'cannot compile per replica. Drop --jit_compile.')
-  if cfg.dataset in ('npz', 'npzlt'):
-    _check(bool(cfg.data_file), f'--dataset={cfg.dataset} reads your own '
-           'data: give its path with --data_file=PATH.npz.')
   if num_replicas is not None:
     for name, size in (('batch_size', cfg.batch_size),
                        ('batch_size * unlab_ratio', cfg.unlabeled_batch_size)):
@@ -289,6 +290,26 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
              f'--{name} = {size} is the global batch and must be divisible by '
              f'the number of replicas ({num_replicas}); choose a multiple of '
              f'{num_replicas}.')
+  return cfg
+
+
+def with_data_shape(cfg: Config, image_shape: Tuple[int, int, int],
+                    shape_was_set: bool) -> Config:
+  """The one place `input_shape` is resolved: the data's image shape when
+  --input_shape was left at its default, else the flag, which must match.
+
+  Raises:
+    ConfigError: an explicit --input_shape that is not the data's.
+  """
+  image_shape = tuple(int(d) for d in image_shape)
+  if not shape_was_set:
+    return cfg.replace(input_shape=image_shape)
+  if tuple(cfg.input_shape) != image_shape:
+    raise ConfigError(
+        f'--input_shape={",".join(map(str, cfg.input_shape))} does not match '
+        f'the data ({cfg.dataset} has images of shape '
+        f'{",".join(map(str, image_shape))}); drop the flag or set it to the '
+        "data's shape.")
   return cfg
 
 

@@ -1,13 +1,18 @@
-"""Errors that mean "the user's input is wrong", with a message saying how."""
+"""Errors that mean "the user's input is wrong", with a message saying how.
+
+The lower layers (`data/`, `augment/`, `networks/`) raise their own error
+types and import nothing from `crest/`; `USER_ERRORS` gathers them all for
+the entry point, which turns any of them into a message and exit code 2.
+"""
+from data.errors import DataError, DataSettingError  # pylint: disable=unused-import
 
 
 class UserError(Exception):
-  """Bad input (flags, data, run directory). The message says what to do."""
+  """Bad input (flags, run directory). The message says what to do."""
 
 
 class ConfigError(UserError, ValueError):
   """An invalid flag or flag combination."""
 
 
-class DataError(UserError):
-  """Missing, unreadable or malformed data."""
+USER_ERRORS = (UserError, DataError)

@@ -218,16 +218,13 @@ def values_from_flags(flag_values: flags.FlagValues = flags.FLAGS
   return values, present
 
 
-def config_from_values(values: Dict[str, Any], present: frozenset,
-                       dataset_shape: Optional[tuple] = None
-                       ) -> config_lib.Config:
+def config_from_values(values: Dict[str, Any],
+                       present: frozenset) -> config_lib.Config:
   """Turns flag values into a (not yet validated) `Config`.
 
   Args:
     values: flag name -> value, as parsed by absl.
     present: names the user set explicitly (method defaults apply to others).
-    dataset_shape: the data's image shape, used when --input_shape was not
-      given.
   """
   v = config_lib.apply_method_defaults(values, present)
   how = v['how_dalign']
@@ -235,8 +232,6 @@ def config_from_values(values: Dict[str, Any], present: frozenset,
     how = None
   v['how_dalign'] = how
   v['input_shape'] = _parse_ints('input_shape', v['input_shape'], False)
-  if 'input_shape' not in present and dataset_shape is not None:
-    v['input_shape'] = tuple(dataset_shape)
   v['head_mlp_dims'] = _parse_ints('head_mlp_dims', v['head_mlp_dims'], True)
   v['ml_data'] = config_lib.resolve_ml_data(v['ml_data'])
   return config_lib.Config(**v)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crest import errors
+from data import errors
 
 
 def check_labels(labels: np.ndarray, num_classes: int, where: str,

@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from crest import errors
+from data import errors
 
 URLS = {10: 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz',
         100: 'https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz'}
@@ -144,7 +144,7 @@ def read_archive(path: str) -> CifarArchive:
     path: `cifar-10-python.tar.gz` or `cifar-100-python.tar.gz`.
 
   Raises:
-    crest.errors.DataError: missing/unreadable archive, unexpected content,
+    data.errors.DataError: missing/unreadable archive, unexpected content,
       or a pickle that asks for anything but numpy arrays.
   """
   try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from absl import logging
 
-from crest import errors
+from data import errors
 from data import base
 from data import cifar_lt
 from data import layout

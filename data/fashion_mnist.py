@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 from absl import logging
 
-from crest import errors
+from data import errors
 from data import base
 from data import checks
 from data import idx
@@ -57,7 +57,7 @@ def find_files(ml_data: str,
   """Paths of the four files, from the first directory that has all of them.
 
   Raises:
-    crest.errors.DataError: no searched directory has all four files.
+    data.errors.DataError: no searched directory has all four files.
   """
   dirs = search_dirs(ml_data, system_dirs)
   for d in dirs:

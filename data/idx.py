@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from crest import errors
+from data import errors
 
 _UBYTE = 0x08
 
@@ -28,7 +28,7 @@ def read_idx(path: str, ndim: int, hint: str = '') -> np.ndarray:
     uint8 array of `ndim` dimensions.
 
   Raises:
-    crest.errors.DataError: unreadable file, wrong magic, wrong size.
+    data.errors.DataError: unreadable file, wrong magic, wrong size.
   """
   suffix = f' {hint}.' if hint else ''
   try:

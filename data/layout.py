@@ -15,7 +15,7 @@ import os
 import re
 from typing import Dict, Optional
 
-from crest import errors
+from data import errors
 
 ARCHIVES = {10: 'cifar-10-python.tar.gz', 100: 'cifar-100-python.tar.gz'}
 
@@ -49,7 +49,7 @@ def require_root(ml_data: str, dataset: str, hint: str) -> str:
   """Checks the data root is set and exists. Returns it.
 
   Raises:
-    crest.errors.DataError: unset or not a directory.
+    data.errors.DataError: unset or not a directory.
   """
   if not ml_data:
     raise errors.DataError(
@@ -130,7 +130,7 @@ def find_lt_dir(root: str, num_classes: int, ratio: float) -> str:
   `0.01` finds `cifar-10-data-im-0.01` (and also `...-im-0.010`).
 
   Raises:
-    crest.errors.DataError: no directory for that ratio; lists those present.
+    data.errors.DataError: no directory for that ratio; lists those present.
   """
   exact = lt_dir(root, num_classes, ratio)
   if os.path.isdir(exact):
@@ -156,7 +156,7 @@ def find_darp_paths(root: str, num_classes: int,
   """The existing DARP files for `gamma`, matched by value.
 
   Raises:
-    crest.errors.DataError: no labeled file for that gamma; lists those
+    data.errors.DataError: no labeled file for that gamma; lists those
       present.
   """
   paths = darp_paths(root, num_classes, gamma)

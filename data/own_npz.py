@@ -23,7 +23,7 @@ import zipfile
 import numpy as np
 from absl import logging
 
-from crest import errors
+from data import errors
 from data import base
 from data import checks
 from data import splits
@@ -43,7 +43,7 @@ def read_npz(path: str):
     y_test int64 [T], K).
 
   Raises:
-    crest.errors.DataError: missing/unreadable file, missing keys, wrong
+    data.errors.DataError: missing/unreadable file, missing keys, wrong
       dtypes or shapes, labels out of range, a class without examples.
   """
   if not path:

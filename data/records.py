@@ -19,7 +19,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from crest import errors
+from data import errors
 
 RAW_SIZE = 32
 RAW_BYTES = 3 * RAW_SIZE * RAW_SIZE
@@ -43,7 +43,7 @@ def read_examples(path: str, hint: str = '') -> Tuple[np.ndarray, np.ndarray]:
     (image bytes: object [N] of `bytes`, labels: int64 [N]).
 
   Raises:
-    crest.errors.DataError: missing, unreadable, truncated or corrupt file,
+    data.errors.DataError: missing, unreadable, truncated or corrupt file,
       or records without an `image` bytes / `label` int64 feature.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top

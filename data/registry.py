@@ -10,7 +10,7 @@ import importlib
 import numbers
 from typing import List, Optional
 
-from crest import errors
+from data import errors
 from data import base
 
 # Kinds of datasets, which decide the flags that matter:
@@ -77,7 +77,7 @@ def _entry(name: str) -> _Entry:
   try:
     return _REGISTRY[name]
   except KeyError:
-    raise errors.ConfigError(
+    raise errors.DataSettingError(
         f'Unknown dataset {name!r}; choose one of: {", ".join(names())}.'
     ) from None
 
@@ -86,28 +86,27 @@ def validate(args: base.DataArgs) -> None:
   """Cheap checks of the data flags (no file access).
 
   Raises:
-    crest.errors.ConfigError: unknown dataset (the message lists the valid
+    data.errors.DataSettingError: unknown dataset (the message lists the valid
       names) or a flag value the dataset cannot use.
   """
   entry = _entry(args.dataset)
   name = args.dataset
   if (not isinstance(args.fold, numbers.Integral) or isinstance(args.fold, bool)
       or not 0 <= args.fold < 2 ** 32):
-    raise errors.ConfigError(
+    raise errors.DataSettingError(
         f'--fold={args.fold!r} must be an integer in [0, 2**32).')
-  if entry.kind in (_LT, _NPZ):
-    if args.percent_labeled is not None and not (
-        0.0 < args.percent_labeled <= 1.0):
-      raise errors.ConfigError(
-          f'--percent_labeled={args.percent_labeled} must be in (0, 1] for '
-          f'dataset {name!r} (e.g. 0.1 for 10% labeled per class).')
+  if args.percent_labeled is not None and not (
+      0.0 < args.percent_labeled <= 1.0):
+    raise errors.DataSettingError(
+        f'--percent_labeled={args.percent_labeled} must be in (0, 1] '
+        f'(e.g. 0.1 for 10% labeled per class).')
   if entry.kind == _LT and not 0.0 < args.class_im_ratio <= 1.0:
-    raise errors.ConfigError(
+    raise errors.DataSettingError(
         f'--class_im_ratio={args.class_im_ratio} must be in (0, 1] for '
         f'dataset {name!r}: it is N_min / N_max (0.01 means gamma = 100).')
   if entry.kind == _DARP:
     if args.class_im_ratio < 1.0:
-      raise errors.ConfigError(
+      raise errors.DataSettingError(
           f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
           f'{name!r}: for the DARP protocol it is gamma = N_max / N_min '
           f'(e.g. 100 or 150).')
@@ -115,17 +114,17 @@ def validate(args: base.DataArgs) -> None:
       value = getattr(args, flag)
       if value is not None and (not isinstance(value, numbers.Integral)
                                 or value < 1):
-        raise errors.ConfigError(
+        raise errors.DataSettingError(
             f'--{flag}={value!r} must be a positive integer (or unset for the '
             f"dataset's default).")
   if entry.kind == _BALANCED and (
       not isinstance(args.num_labeled, numbers.Integral)
       or args.num_labeled < 1):
-    raise errors.ConfigError(
+    raise errors.DataSettingError(
         f'--num_labeled={args.num_labeled!r} must be a positive integer '
         f'(labeled examples per class) for dataset {name!r}.')
   if entry.needs_data_file and not args.data_file:
-    raise errors.ConfigError(
+    raise errors.DataSettingError(
         f'Dataset {name!r} reads your own data: set --data_file to a .npz '
         f'file with x_train, y_train, x_test, y_test.')
 
@@ -134,8 +133,8 @@ def load(args: base.DataArgs) -> base.SSLData:
   """Loads the dataset `args.dataset` into memory and splits it.
 
   Raises:
-    crest.errors.ConfigError: invalid flags (see `validate`).
-    crest.errors.DataError: missing, unreadable or malformed data files; the
+    data.errors.DataSettingError: invalid flags (see `validate`).
+    data.errors.DataError: missing, unreadable or malformed data files; the
       message names the path and the command that prepares it.
   """
   validate(args)

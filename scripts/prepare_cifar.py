@@ -234,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     archive = cifar_archive.read_archive(args.archive)
     written = prepare(archive, args.ml_data, ratios, gammas, args.darp_n1,
                       args.darp_m1, args.balanced == 'true')
-  except errors.UserError as e:
+  except errors.USER_ERRORS as e:
     print(f'prepare_cifar: {e}', file=sys.stderr)
     return 2
   print(f'done: {len(written)} files in {time.time() - start:.1f} s')

@@ -8,7 +8,7 @@ from crest import config as config_lib
 from crest import flags as crest_flags
 from crest import run_dir
 from crest.config import Config
-from crest.errors import ConfigError
+from crest.errors import USER_ERRORS, ConfigError
 
 
 def _parse(argv):
@@ -76,7 +76,7 @@ def test_readme_command_parses_and_validates():
 ])
 def test_invalid_configs_name_the_flag(changes, needle):
   cfg = Config(model_dir='/tmp/x').replace(**changes)
-  with pytest.raises(ConfigError) as e:
+  with pytest.raises(USER_ERRORS) as e:
     config_lib.validate(cfg)
   assert needle in str(e.value)
 
@@ -132,3 +132,13 @@ def test_help_lists_the_flags_and_the_deliberate_differences():
              if f'--{n}:' not in out and f'--[no]{n}:' not in out]
   assert not missing, missing
   assert '0 is a seed' in out and 'Synchronise batch-norm' in out
+
+
+def test_input_shape_is_resolved_from_the_data_unless_set():
+  cfg = Config(model_dir='/tmp/x', dataset='fashionmnistlt')
+  assert config_lib.with_data_shape(cfg, (28, 28, 1), False).input_shape == (
+      28, 28, 1)
+  same = cfg.replace(input_shape=(28, 28, 1))
+  assert config_lib.with_data_shape(same, (28, 28, 1), True) == same
+  with pytest.raises(ConfigError, match='does not match the data'):
+    config_lib.with_data_shape(cfg, (28, 28, 1), True)

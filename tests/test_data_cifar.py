@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import FIXTURES
-from crest import errors
+from data import errors
 from data import base
 from data import layout
 from data import records
@@ -272,14 +272,14 @@ def test_darp_loader(tmp_path):
 
 
 def test_validate_by_kind():
-  with pytest.raises(errors.ConfigError, match='gamma'):
+  with pytest.raises(errors.DataSettingError, match='gamma'):
     registry.validate(base.DataArgs('cifar10ltdarp', class_im_ratio=0.01))
-  with pytest.raises(errors.ConfigError, match='darp_n1'):
+  with pytest.raises(errors.DataSettingError, match='darp_n1'):
     registry.validate(base.DataArgs('cifar10ltdarp', class_im_ratio=100,
                                     darp_n1=0))
-  with pytest.raises(errors.ConfigError, match='num_labeled'):
+  with pytest.raises(errors.DataSettingError, match='num_labeled'):
     registry.validate(base.DataArgs('cifar10', num_labeled=0))
-  with pytest.raises(errors.ConfigError, match='data_file'):
+  with pytest.raises(errors.DataSettingError, match='data_file'):
     registry.validate(base.DataArgs('npz'))
   registry.validate(base.DataArgs('cifar10', class_im_ratio=150))  # unused
   registry.validate(base.DataArgs('cifar100ltdarp', class_im_ratio=150))

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from crest import errors
+from data import errors
 from data import base
 from data import fashion_mnist
 from data import idx

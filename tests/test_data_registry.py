@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from crest import errors
+from data import errors
 from data import base
 from data import registry
 from data import splits
@@ -17,7 +17,7 @@ def test_names_lists_synthetic_and_is_sorted():
 
 
 def test_unknown_dataset_names_the_choices():
-  with pytest.raises(errors.ConfigError) as info:
+  with pytest.raises(errors.DataSettingError) as info:
     registry.validate(base.DataArgs('cifar11'))
   assert 'cifar11' in str(info.value)
   assert 'synthetic' in str(info.value)
@@ -34,7 +34,7 @@ def test_unknown_dataset_names_the_choices():
     (dict(fold=2 ** 32), 'fold'),
 ])
 def test_validate_rejects_bad_values(kwargs, needle):
-  with pytest.raises(errors.ConfigError, match=needle):
+  with pytest.raises(errors.DataSettingError, match=needle):
     registry.validate(base.DataArgs('synthetic', **kwargs))
 
 
