@@ -17,8 +17,6 @@ from crest.errors import ConfigError
 # Choices owned by the config itself; the others come from the modules that
 # implement them (methods, schedules, losses, selection, registries).
 OPTIMIZERS = ('sgd', 'adam')
-ACTIVATIONS = ('leaky_relu', 'relu')
-HEAD_ARCHS = ('linear', 'mlp')
 MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
 
 # Fields that do not change what a run computes: a rerun into the same
@@ -212,6 +210,7 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   from crest import schedules
   from crest import selection
   from data import registry as data_registry
+  from networks import common as network_common
   from networks import registry as network_registry
   # pylint: enable=g-import-not-at-top
 
@@ -228,8 +227,8 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   _choice('unsup_loss_divisor', cfg.unsup_loss_divisor, losses.UNSUP_DIVISORS)
   _choice('how_dalign', cfg.how_dalign, selection.HOW_DALIGN)
   _choice('update_mode', cfg.update_mode, selection.UPDATE_MODES)
-  _choice('activation', cfg.activation, ACTIVATIONS)
-  _choice('head_arch', cfg.head_arch, HEAD_ARCHS)
+  _choice('activation', cfg.activation, network_common.ACTIVATIONS)
+  _choice('head_arch', cfg.head_arch, network_common.HEADS)
   _choice('mixed_precision', cfg.mixed_precision, MIXED_PRECISION)
   for name in ('augment', 'weakaug', 'strongaug'):
     try:

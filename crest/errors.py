@@ -4,6 +4,8 @@ The lower layers (`data/`, `augment/`, `networks/`) raise their own error
 types and import nothing from `crest/`; `USER_ERRORS` gathers them all for
 the entry point, which turns any of them into a message and exit code 2.
 """
+from typing import Iterable
+
 from data.errors import DataError, DataSettingError  # pylint: disable=unused-import
 
 
@@ -16,3 +18,8 @@ class ConfigError(UserError, ValueError):
 
 
 USER_ERRORS = (UserError, DataError)
+
+
+def choices(values: Iterable) -> str:
+  """The valid values for a message: "'a', 'b', 'c'"."""
+  return ', '.join(repr(v) for v in values)

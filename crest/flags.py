@@ -72,7 +72,7 @@ _FLAGS = [
      'else plain layers) or keras (plain Keras layers: the standard fused '
      'kernels). Same numbers either way.'),
     ('activation', 'str', _D.activation,
-     f'Activation: {", ".join(config_lib.ACTIVATIONS)}.'),
+     'Activation: leaky_relu (slope 0.1) or relu.'),
     ('bn_sync', 'bool', _D.bn_sync,
      'Synchronise batch-norm statistics across replicas.'),
     ('head_arch', 'str', _D.head_arch, 'Classifier head: linear or mlp.'),

@@ -10,12 +10,10 @@ from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
+from crest import errors
+
 UNSUP_LOSS_TYPES = ('xe', 'mse')
 UNSUP_DIVISORS = ('full', 'quality')
-
-
-def _choices(values) -> str:
-  return ', '.join(repr(v) for v in values)
 
 
 def softmax_xe(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -94,7 +92,7 @@ def unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
     diff = probs - tf.stop_gradient(tf.cast(targets, tf.float32))
     return tf.reduce_mean(tf.square(diff), axis=-1)
   raise ValueError(f'Unknown unsup loss_type {loss_type!r}; valid choices: '
-                   f'{_choices(UNSUP_LOSS_TYPES)}.')
+                   f'{errors.choices(UNSUP_LOSS_TYPES)}.')
 
 
 def masked_unsup_divisor(mask: tf.Tensor,
@@ -128,7 +126,7 @@ def masked_unsup_divisor(mask: tf.Tensor,
       global_mask_sum = tf.reduce_sum(tf.cast(mask, tf.float32))
     return tf.maximum(1.0, tf.cast(global_mask_sum, tf.float32))
   raise ValueError(f'Unknown unsup loss divisor {divisor!r}; valid choices: '
-                   f'{_choices(UNSUP_DIVISORS)}.')
+                   f'{errors.choices(UNSUP_DIVISORS)}.')
 
 
 def l2_weight_decay(variables: Sequence[tf.Variable]) -> tf.Tensor:

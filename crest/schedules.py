@@ -13,12 +13,10 @@ from typing import Union
 
 import tensorflow as tf
 
+from crest import errors
+
 SCHEDULES = ('const', 'linear', 'step', 'cos', 'halfcos')
 SCHED_FREQS = ('step', 'epoch')
-
-
-def _choices(values) -> str:
-  return ', '.join(repr(v) for v in values)
 
 
 def learning_rate(step: Union[int, tf.Tensor], *, base_lr: float,
@@ -56,10 +54,10 @@ def learning_rate(step: Union[int, tf.Tensor], *, base_lr: float,
   """
   if sched_type not in SCHEDULES:
     raise ValueError(f'Unknown sched_type {sched_type!r}; valid choices: '
-                     f'{_choices(SCHEDULES)}.')
+                     f'{errors.choices(SCHEDULES)}.')
   if sched_freq not in SCHED_FREQS:
     raise ValueError(f'Unknown sched_freq {sched_freq!r}; valid choices: '
-                     f'{_choices(SCHED_FREQS)}.')
+                     f'{errors.choices(SCHED_FREQS)}.')
   if num_epoch < 1 or num_batch < 1 or sched_step_size < 1:
     raise ValueError('num_epoch, num_batch and sched_step_size must be >= 1, '
                      f'got {num_epoch}, {num_batch}, {sched_step_size}.')

@@ -6,6 +6,12 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from data import checks
+from data import splits
+
+# The original's --percent_labeled when it is unset (long-tailed sets).
+DEFAULT_PERCENT = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class DataArgs:
@@ -71,3 +77,33 @@ class SSLData:
   @property
   def image_shape(self) -> Tuple[int, int, int]:
     return tuple(int(d) for d in self.train_images.shape[1:])
+
+
+def percent_split(args: DataArgs, num_classes: int, train_images: np.ndarray,
+                  train_labels: np.ndarray, test_images: np.ndarray,
+                  test_labels: np.ndarray, gt_p_data: np.ndarray) -> SSLData:
+  """The long-tailed sets' split: `labeled_split(train_labels, fold,
+  percent_labeled or 0.1)`, the unlabeled stream the whole training set.
+
+  Args:
+    args: the data settings (fold, percent_labeled, dataset name).
+    num_classes: K.
+    train_images, test_images: uint8 [N, H, W, C], [T, H, W, C].
+    train_labels, test_labels: int [N], [T].
+    gt_p_data: float [K], the class prior.
+
+  Raises:
+    data.errors.DataError: a class without labeled example.
+  """
+  percent = (DEFAULT_PERCENT if args.percent_labeled is None
+             else args.percent_labeled)
+  labeled, unlabeled = splits.labeled_split(train_labels, args.fold, percent,
+                                            num_classes)
+  checks.check_split(train_labels, labeled, num_classes, args.dataset)
+  return SSLData(
+      name=args.dataset, num_classes=num_classes,
+      train_images=train_images, train_labels=train_labels,
+      test_images=test_images, test_labels=test_labels,
+      labeled_positions=labeled, unlabeled_positions=unlabeled,
+      unlabeled_stream_positions=np.arange(len(train_labels), dtype=np.int64),
+      gt_p_data=np.asarray(gt_p_data, np.float64))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from absl import logging
 
 from data import base
@@ -18,7 +17,6 @@ from data import layout
 from data import records
 from data import splits
 
-DEFAULT_PERCENT = 0.1
 NUM_CLASSES = {'cifar10lt': 10, 'cifar100lt': 100}
 
 
@@ -34,20 +32,13 @@ def load(args: base.DataArgs) -> base.SSLData:
   train_images, train_labels = read_raw_file(train_path, k, hint)
   test_images, test_labels = read_raw_file(test_path, k, hint)
   checks.check_every_class(train_labels, k, train_path, hint)
-  percent = (DEFAULT_PERCENT if args.percent_labeled is None
-             else args.percent_labeled)
-  labeled, unlabeled = splits.labeled_split(train_labels, args.fold, percent, k)
-  checks.check_split(train_labels, labeled, k, args.dataset)
+  data = base.percent_split(args, k, train_images, train_labels, test_images,
+                            test_labels, splits.long_tail_prior(
+                                args.class_im_ratio, k))
   logging.info('%s ratio %s: %d train (%d labeled), %d test, from %s',
                args.dataset, args.class_im_ratio, len(train_labels),
-               len(labeled), len(test_labels), directory)
-  return base.SSLData(
-      name=args.dataset, num_classes=k,
-      train_images=train_images, train_labels=train_labels,
-      test_images=test_images, test_labels=test_labels,
-      labeled_positions=labeled, unlabeled_positions=unlabeled,
-      unlabeled_stream_positions=np.arange(len(train_labels), dtype=np.int64),
-      gt_p_data=splits.long_tail_prior(args.class_im_ratio, k))
+               len(data.labeled_positions), len(test_labels), directory)
+  return data
 
 
 def read_raw_file(path: str, num_classes: int, hint: str):

@@ -37,7 +37,6 @@ FILES = {
     'test_images': 't10k-images-idx3-ubyte',
     'test_labels': 't10k-labels-idx1-ubyte',
 }
-DEFAULT_PERCENT = 0.1
 HINT = ('Put the four files from https://github.com/zalandoresearch/'
         'fashion-mnist (data/fashion/*.gz) into $ML_DATA/fashion-mnist/, or '
         'install the Debian package dataset-fashion-mnist')
@@ -97,20 +96,13 @@ def load(args: base.DataArgs,
   counts = np.maximum(counts, 1)
   keep = splits.first_per_class(all_labels, counts)
   train_labels = all_labels[keep]
-  percent = (DEFAULT_PERCENT if args.percent_labeled is None
-             else args.percent_labeled)
-  labeled, unlabeled = splits.labeled_split(train_labels, args.fold, percent,
-                                            NUM_CLASSES)
-  checks.check_split(train_labels, labeled, NUM_CLASSES, args.dataset)
+  data = base.percent_split(
+      args, NUM_CLASSES, arrays['train_images'][keep][..., None],
+      train_labels, arrays['test_images'][..., None],
+      arrays['test_labels'].astype(np.int64),
+      splits.long_tail_prior(args.class_im_ratio, NUM_CLASSES))
   logging.info('%s ratio %s: %d train %s (%d labeled), from %s',
                args.dataset, args.class_im_ratio, len(keep), counts.tolist(),
-               len(labeled), os.path.dirname(paths['train_images']))
-  return base.SSLData(
-      name=args.dataset, num_classes=NUM_CLASSES,
-      train_images=arrays['train_images'][keep][..., None],
-      train_labels=train_labels,
-      test_images=arrays['test_images'][..., None],
-      test_labels=arrays['test_labels'].astype(np.int64),
-      labeled_positions=labeled, unlabeled_positions=unlabeled,
-      unlabeled_stream_positions=np.arange(len(keep), dtype=np.int64),
-      gt_p_data=splits.long_tail_prior(args.class_im_ratio, NUM_CLASSES))
+               len(data.labeled_positions),
+               os.path.dirname(paths['train_images']))
+  return data

@@ -29,7 +29,6 @@ from data import checks
 from data import splits
 
 KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
-DEFAULT_PERCENT = 0.1
 FORMAT = ('a .npz with x_train (uint8 [N, H, W, C] or [N, H, W]), y_train '
           '(int [N]), x_test, y_test, e.g. np.savez(path, x_train=..., '
           'y_train=..., x_test=..., y_test=...)')
@@ -119,17 +118,9 @@ def load(args: base.DataArgs) -> base.SSLData:
     gt_p_data = splits.long_tail_prior(args.class_im_ratio, k)
   else:
     gt_p_data = np.bincount(y_train, minlength=k) / len(y_train)
-  percent = (DEFAULT_PERCENT if args.percent_labeled is None
-             else args.percent_labeled)
-  labeled, unlabeled = splits.labeled_split(y_train, args.fold, percent, k)
-  checks.check_split(y_train, labeled, k, args.dataset)
+  data = base.percent_split(args, k, x_train, y_train, x_test, y_test,
+                            gt_p_data)
   logging.info('%s from %s: %d classes, %d train (%d labeled), %d test',
-               args.dataset, args.data_file, k, len(y_train), len(labeled),
-               len(y_test))
-  return base.SSLData(
-      name=args.dataset, num_classes=k,
-      train_images=x_train, train_labels=y_train,
-      test_images=x_test, test_labels=y_test,
-      labeled_positions=labeled, unlabeled_positions=unlabeled,
-      unlabeled_stream_positions=np.arange(len(y_train), dtype=np.int64),
-      gt_p_data=gt_p_data.astype(np.float64))
+               args.dataset, args.data_file, k, len(y_train),
+               len(data.labeled_positions), len(y_test))
+  return data

@@ -23,7 +23,6 @@ NUM_CLASSES = 10
 IMAGE_SIZE = 32
 _TRAIN_SEED = 20210601
 _TEST_SEED = 20210602
-_DEFAULT_PERCENT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,18 +118,7 @@ def load(args: base.DataArgs) -> base.SSLData:
   counts = np.maximum(counts, 1)
   train_labels = _labels(counts, _TRAIN_SEED)
   test_labels = _labels(np.full(NUM_CLASSES, size.test_per_class), _TEST_SEED)
-  percent = (_DEFAULT_PERCENT if args.percent_labeled is None
-             else args.percent_labeled)
-  labeled, unlabeled = splits.labeled_split(train_labels, args.fold, percent,
-                                            NUM_CLASSES)
-  return base.SSLData(
-      name=args.dataset,
-      num_classes=NUM_CLASSES,
-      train_images=make_images(train_labels, _TRAIN_SEED + 1),
-      train_labels=train_labels,
-      test_images=make_images(test_labels, _TEST_SEED + 1),
-      test_labels=test_labels,
-      labeled_positions=labeled,
-      unlabeled_positions=unlabeled,
-      unlabeled_stream_positions=np.arange(len(train_labels), dtype=np.int64),
-      gt_p_data=splits.long_tail_prior(args.class_im_ratio, NUM_CLASSES))
+  return base.percent_split(
+      args, NUM_CLASSES, make_images(train_labels, _TRAIN_SEED + 1),
+      train_labels, make_images(test_labels, _TEST_SEED + 1), test_labels,
+      splits.long_tail_prior(args.class_im_ratio, NUM_CLASSES))
