@@ -1,8 +1,13 @@
-"""Runs a parsed spec on a batch: uint8 in, float32 [-1, 1] out, stateless.
+"""Runs parsed stages on a batch: uint8 in, float32 [-1, 1] out, stateless.
 
-The batch stays uint8 through shifts, flips and RandAugment; Cutout is kept
-as a mask and applied at the float conversion. The original's float -> uint8
-conversion before RandAugment is reproduced exactly (see `augment.convert`).
+The batch stays uint8 through shifts, flips, rotations and RandAugment;
+Cutout is kept as a mask and applied at the float conversion. The original's
+float -> uint8 conversion before RandAugment is reproduced exactly (see
+`augment.convert`). The ops that make non-integer levels (jitter, blur, crop
+and resize, random erasing) switch the batch to float32, as the original
+holds it; a RandAugment after them converts back with the original's
+truncating cast of (x + 1) * 127.5. Each stage draws from its own seed, the
+spec seed split into one per stage.
 """
 from __future__ import annotations
 
@@ -10,18 +15,77 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from augment import blur
 from augment import convert
+from augment import crop_resize
 from augment import cutout
+from augment import erase
+from augment import jitter
 from augment import randaugment
+from augment import rotate
 from augment import spatial
-
-_RANDAUG_MODES = {'ra': 'all', 'rc': 'color', 'rg': 'geo'}
+from augment import stages as st
 
 
 def stage_seeds(seed: tf.Tensor, num_keys: int) -> tf.Tensor:
-  """int64 [num_keys, 2]: the seed of each key of a spec, in order."""
+  """int64 [num_keys, 2]: the seed of each stage of a spec, in order."""
   return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64),
                                                 num_keys)
+
+
+def decode(images: tf.Tensor, encoding: convert.Encoding) -> tf.Tensor:
+  """uint8 -> float32 exactly as the original holds them: (2 / 255) p - 1
+  (the data scaling) or q / 127.5 - 1 (after its RandAugment)."""
+  if encoding is convert.Encoding.SCALED:
+    return convert.to_float(images)
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def encode(images: tf.Tensor, truncate: bool) -> tf.Tensor:
+  """float32 [-1, 1] -> uint8 q = saturate((x + 1) * 127.5): truncated as
+  the original (truncate) or rounded (pixel levels kept exactly)."""
+  q = (images + 1.0) * 127.5
+  if not truncate:
+    q = tf.round(q)
+  return tf.saturate_cast(q, tf.uint8)
+
+
+class _State:
+  """The batch between stages.
+
+  Attributes:
+    images: uint8 [N, H, W, C] (encoded per `encoding`) or float32 in [-1, 1]
+      (encoding None).
+    encoding: how uint8 values stand for floats; None when float.
+    mask: bool [N, H, W, 1] pending Cutout (uint8 only), True = set to 0.
+    maps: pending (rows, cols) index maps of shifts and flips, or None.
+  """
+
+  def __init__(self, images: tf.Tensor):
+    self.images = images
+    self.encoding: Optional[convert.Encoding] = convert.Encoding.SCALED
+    self.mask: Optional[tf.Tensor] = None
+    self.maps = None
+
+  def flush(self):
+    """Applies the pending index maps."""
+    if self.maps is None:
+      return
+    self.images = spatial.apply_maps(self.images, *self.maps)
+    if self.mask is not None:
+      self.mask = spatial.apply_maps(self.mask, *self.maps)
+    self.maps = None
+
+  def to_float(self):
+    """Switches to float32 (applying the pending Cutout)."""
+    self.flush()
+    if self.encoding is None:
+      return
+    self.images = decode(self.images, self.encoding)
+    self.encoding = None
+    if self.mask is not None:
+      self.images = tf.where(self.mask, 0.0, self.images)
+      self.mask = None
 
 
 class Augmenter:
@@ -29,18 +93,22 @@ class Augmenter:
 
   Attributes:
     spec: the spec string it was built from.
-    keys: the parsed keys.
+    stages: the parsed stages, in order (empty: no augmentation).
     image_size: the image side it expects.
     emulate_wrap_rounding: reproduce the original's float -> uint8 truncation
       before RandAugment (some p become p - 1) and its final scaling.
+    emulate_blur_noop: blur stages do nothing, as in the original (its
+      RandomBlur returns its input when training); False blurs.
   """
 
-  def __init__(self, spec: str, keys: Sequence[str], image_size: int,
-               emulate_wrap_rounding: bool = True):
+  def __init__(self, spec: str, stages: Sequence[st.Stage], image_size: int,
+               emulate_wrap_rounding: bool = True,
+               emulate_blur_noop: bool = True):
     self.spec = spec
-    self.keys = tuple(keys)
+    self.stages = tuple(stages)
     self.image_size = int(image_size)
     self.emulate_wrap_rounding = emulate_wrap_rounding
+    self.emulate_blur_noop = emulate_blur_noop
     # No autograph: all control flow here is over Python values, and
     # converting the RandAugment code took ~6 s per process.
     self._fn = tf.function(self._augment, reduce_retracing=True,
@@ -83,48 +151,85 @@ class Augmenter:
   def _augment(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     size = self.image_size
     images = tf.ensure_shape(images, [None, size, size, None])
-    if self.keys == ('x',):
+    if not self.stages:
       return convert.to_float(images)
     n = tf.shape(images)[0]
-    seeds = stage_seeds(seed, len(self.keys))
-    encoding = convert.Encoding.SCALED
-    mask: Optional[tf.Tensor] = None  # bool [N, H, W, 1], True = cut out
-    maps = None  # pending (rows, cols) of shifts and flips
-
-    def flush(images, mask, maps):
-      if maps is None:
-        return images, mask
-      images = spatial.apply_maps(images, *maps)
-      if mask is not None:
-        mask = spatial.apply_maps(mask, *maps)
-      return images, mask
-
-    for i, key in enumerate(self.keys):
-      if key in ('d', 'h'):
-        if maps is None:
-          maps = spatial.identity_maps(n, size, size)
-        if key == 'd':
-          maps = spatial.shift(*maps, seeds[i], size)
-        else:
-          maps = spatial.flip(*maps, seeds[i])
-        continue
-      images, mask = flush(images, mask, maps)
-      maps = None
-      if key == 'c':
-        cut = cutout.cutout_mask(n, size, size, seeds[i])
-        mask = cut if mask is None else mask | cut
-      else:  # RandAugment: float -> uint8 wrap, ops, unwrap.
-        if self.emulate_wrap_rounding:
-          images = convert.wrap(images, encoding)
-          encoding = convert.Encoding.UNWRAPPED
-        if mask is not None:
-          images = tf.where(mask, tf.constant(convert.WRAPPED_ZERO, tf.uint8),
-                            images)
-          mask = None
-        images = randaugment.randaugment(images, seeds[i],
-                                         _RANDAUG_MODES[key], size)
-    images, mask = flush(images, mask, maps)
-    out = convert.to_float(images)
-    if mask is not None:
-      out = tf.where(mask, 0.0, out)
+    seeds = stage_seeds(seed, len(self.stages))
+    state = _State(images)
+    for i, stage in enumerate(self.stages):
+      self._apply(state, stage, seeds[i], n)
+    state.flush()
+    if state.encoding is None:
+      out = state.images
+    else:
+      out = convert.to_float(state.images)
+      if state.mask is not None:
+        out = tf.where(state.mask, 0.0, out)
+    if any(isinstance(s, st.Jitter) for s in self.stages):
+      # The original's jitter can leave [-1, 1] (it never clips); we do.
+      out = tf.clip_by_value(out, -1.0, 1.0)
     return out
+
+  def _apply(self, state: _State, stage: st.Stage, seed: tf.Tensor,
+             n: tf.Tensor):
+    """Runs one stage on the state, in place."""
+    size = self.image_size
+    if isinstance(stage, (st.Shift, st.HFlip)):
+      if state.maps is None:
+        state.maps = spatial.identity_maps(n, size, size)
+      if isinstance(stage, st.Shift):
+        state.maps = spatial.shift(*state.maps, seed, size)
+      else:
+        state.maps = spatial.flip(*state.maps, seed)
+      return
+    if isinstance(stage, st.Blur) and self.emulate_blur_noop:
+      return
+    state.flush()
+    if isinstance(stage, st.Rotate90):
+      state.images = rotate.rotate90(state.images, stage.k)
+      if state.mask is not None:
+        state.mask = rotate.rotate90(state.mask, stage.k)
+    elif isinstance(stage, st.Cutout):
+      cut = cutout.cutout_mask(n, size, size, seed, stage.scale)
+      if state.encoding is None:
+        state.images = tf.where(cut, 0.0, state.images)
+      else:
+        state.mask = cut if state.mask is None else state.mask | cut
+    elif isinstance(stage, st.RandAugment):
+      self._randaugment(state, stage, seed)
+    else:
+      state.to_float()
+      x = state.images
+      if isinstance(stage, st.Jitter):
+        x = jitter.jitter(x, seed, stage)
+      elif isinstance(stage, st.Blur):
+        x = blur.random_blur(x, seed, stage.prob)
+      elif isinstance(stage, st.CropResize):
+        x = crop_resize.random_crop_and_resize(x, seed, stage.min_scale)
+      elif isinstance(stage, st.RandErase):
+        x = erase.random_erase(x, seed, stage.area, stage.ratio, stage.value)
+      else:
+        raise TypeError(f'Unknown augmentation stage {stage!r}.')
+      state.images = x
+
+  def _randaugment(self, state: _State, stage: st.RandAugment,
+                   seed: tf.Tensor):
+    """float / encoded uint8 -> the original's uint8 wrap, ops, unwrap."""
+    emulate = self.emulate_wrap_rounding
+    if state.encoding is None:
+      state.images = encode(state.images, truncate=emulate)
+      state.encoding = (convert.Encoding.UNWRAPPED if emulate
+                        else convert.Encoding.SCALED)
+    else:
+      if emulate:
+        state.images = convert.wrap(state.images, state.encoding)
+        state.encoding = convert.Encoding.UNWRAPPED
+      if state.mask is not None:
+        state.images = tf.where(
+            state.mask, tf.constant(convert.WRAPPED_ZERO, tf.uint8),
+            state.images)
+        state.mask = None
+    state.images = randaugment.randaugment(
+        state.images, seed, stage.mode, self.image_size, stage.layers,
+        prob=stage.prob, magnitude=stage.magnitude, levels=stage.levels,
+        emulate_wrap_rounding=emulate)

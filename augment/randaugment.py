@@ -11,14 +11,23 @@ Magnitude mapping (as the original): Rotate 30m degrees, ShearX/Y 0.3m,
 TranslateX/Y m * translate_const(size) pixels, each negated with probability
 0.5; Color/Contrast/Brightness/Sharpness factor 1.8m + 0.1; Posterize int(4m)
 bits; Solarize threshold int(256m); SolarizeAdd int(110m).
+
+The original's string form (`randaug{layers}-{prob}-{magnitude}-{levels}-
+{mode}`) sets the layer count, the probability to apply, a fixed magnitude or
+a quantisation of it into {0, 1/levels, ..., 1}, and the op list; mode
+'cutout' uses all 16 ops and replaces a layer, with probability 1/17, by a
+Cutout of random scale in [0, 0.5) (itself applied with the layer
+probability).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from augment import color_ops
+from augment import convert
+from augment import cutout
 from augment import geometric_ops
 
 ALL_OPS = ('AutoContrast', 'Equalize', 'Posterize', 'Solarize', 'Color',
@@ -29,7 +38,10 @@ COLOR_OPS = ALL_OPS[:11]
 GEO_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY',
            'Identity')
 OP_LISTS: Dict[str, Tuple[str, ...]] = {
-    'all': ALL_OPS, 'color': COLOR_OPS, 'geo': GEO_OPS}
+    'all': ALL_OPS, 'color': COLOR_OPS, 'geo': GEO_OPS, 'cutout': ALL_OPS}
+# Mode 'cutout': a layer is a Cutout with probability 1 / (len(ops) + 1), of
+# scale U[0, CUTOUT_MAX_SCALE).
+CUTOUT_MAX_SCALE = 0.5
 
 NUM_LAYERS = 2
 PROB_TO_APPLY = 0.5
@@ -101,7 +113,7 @@ def _geometric(images: tf.Tensor, m: tf.Tensor, negate: tf.Tensor,
 class _Groups:
   """How the ops of a list are grouped into partitions."""
 
-  def __init__(self, ops: Sequence[str]):
+  def __init__(self, ops: Sequence[str], with_cutout: bool = False):
     unknown = [op for op in ops if op not in _PIXEL_OPS and
                op not in _GEOMETRIC and op != 'Identity']
     if unknown:
@@ -113,7 +125,9 @@ class _Groups:
     # pass-through (Identity and skipped layers).
     self.geometric_id = len(self.pixel_ops)
     self.passthrough_id = self.geometric_id + int(self.has_geometric)
-    self.count = self.passthrough_id + 1
+    # Mode 'cutout': one more partition, after the pass-through.
+    self.cutout_id = self.passthrough_id + 1 if with_cutout else None
+    self.count = self.passthrough_id + 1 + int(with_cutout)
     group, kind = [], []
     for op in ops:
       if op in _PIXEL_OPS:
@@ -129,50 +143,131 @@ class _Groups:
     self.kind_of_op = tf.constant(kind, tf.int32)
 
 
-def draw_layer(n: tf.Tensor, num_ops: int, seed: tf.Tensor
-              ) -> Dict[str, tf.Tensor]:
+def draw_layer(n: tf.Tensor, num_ops: int, seed: tf.Tensor, *,
+               prob: float = PROB_TO_APPLY,
+               magnitude: Optional[float] = None,
+               levels: Optional[int] = None,
+               cutout_side: Optional[int] = None) -> Dict[str, tf.Tensor]:
   """Per-image random choices of one layer.
 
   Args:
     n: batch size (scalar int32).
     num_ops: length of the op list.
     seed: int [2].
+    prob: probability that the layer applies its op.
+    magnitude: fixed m for every image; None draws it.
+    levels: with magnitude None, m = U{0, ..., levels} / levels; None draws
+      m ~ U[0, 1).
+    cutout_side: mode 'cutout' only: the image side, for the Cutout draws.
 
   Returns:
-    dict of [n] tensors: 'op' int32 in [0, num_ops), 'm' float32 in [0, 1),
-    'negate' bool, 'apply' bool.
+    dict of [n] tensors: 'op' int32 in [0, num_ops), 'm' float32 in [0, 1],
+    'negate' bool, 'apply' bool; with cutout_side also 'cutout' bool (the
+    layer is a Cutout), 'cutout_scale' float32 and 'cutout_centre' float32
+    [n, 2].
   """
   s = tf.random.experimental.stateless_split(seed, 4)
-  return {
+  if magnitude is not None:
+    m = tf.fill([n], tf.constant(magnitude, tf.float32))
+  elif levels:
+    level = tf.random.stateless_uniform([n], s[1], minval=0,
+                                        maxval=levels + 1, dtype=tf.int32)
+    m = tf.cast(level, tf.float32) / tf.constant(levels, tf.float32)
+  else:
+    m = tf.random.stateless_uniform([n], s[1], dtype=tf.float32)
+  draws = {
       'op': tf.random.stateless_uniform([n], s[0], minval=0, maxval=num_ops,
                                         dtype=tf.int32),
-      'm': tf.random.stateless_uniform([n], s[1], dtype=tf.float32),
+      'm': m,
       'negate': tf.random.stateless_uniform([n], s[2]) < 0.5,
-      'apply': tf.random.stateless_uniform([n], s[3]) < PROB_TO_APPLY,
+      'apply': tf.random.stateless_uniform([n], s[3]) < prob,
   }
+  if cutout_side is not None:
+    c = tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 1), 3)
+    threshold = tf.divide(tf.constant(1.0), float(num_ops + 1))
+    draws['cutout'] = tf.random.stateless_uniform([n], c[0]) < threshold
+    draws['cutout_scale'] = tf.random.stateless_uniform(
+        [n], c[1], maxval=CUTOUT_MAX_SCALE)
+    draws['cutout_centre'] = cutout.draw_centres(n, cutout_side, cutout_side,
+                                                 c[2])
+  return draws
+
+
+def cutout_square(centre: tf.Tensor, scale: tf.Tensor, side: int
+                 ) -> tf.Tensor:
+  """The original's Cutout squares, one scale per image (`augment.cutout`
+  with a random scale): rows and columns [c - s, c + s) clipped to the image,
+  s = max(1, scale * side) // 2.
+
+  Args:
+    centre: float32 [n, 2] (row, column).
+    scale: float32 [n].
+    side: image side (square images).
+
+  Returns:
+    bool [n, side, side, 1], True inside.
+  """
+  half = tf.math.floordiv(tf.maximum(1.0, float(side) * scale), 2.0)
+  lower = tf.cast(tf.maximum(0.0, centre - half[:, None]), tf.int32)
+  upper = tf.cast(tf.minimum(float(side), centre + half[:, None]), tf.int32)
+  index = tf.range(side)[None]
+  inside = [(index >= lower[:, a:a + 1]) & (index < upper[:, a:a + 1])
+            for a in (0, 1)]  # rows [n, side], columns [n, side]
+  return (inside[0][:, :, None] & inside[1][:, None, :])[..., None]
+
+
+def _cutout_layer(images: tf.Tensor, scale: tf.Tensor, centre: tf.Tensor,
+                  emulate_wrap_rounding: bool) -> tf.Tensor:
+  """The original's Cutout inside RandAugment: unwrap, cut, wrap.
+
+  Args:
+    images: uint8 [n, H, W, C], H = W (RandAugment's q, standing for
+      q / 127.5 - 1).
+    scale: float32 [n].
+    centre: float32 [n, 2].
+    emulate_wrap_rounding: reproduce the float round trip's truncation.
+
+  Returns:
+    uint8 [n, H, W, C]; cut pixels are 127 (the float 0 wrapped).
+  """
+  mask = cutout_square(centre, scale, int(images.shape[1]))
+  if emulate_wrap_rounding:
+    images = convert.wrap(images, convert.Encoding.UNWRAPPED)
+  return tf.where(mask, tf.constant(convert.WRAPPED_ZERO, tf.uint8), images)
 
 
 def apply_layer(images: tf.Tensor, draws: Dict[str, tf.Tensor],
-                ops: Sequence[str], size: int) -> tf.Tensor:
+                ops: Sequence[str], size: int,
+                emulate_wrap_rounding: bool = True) -> tf.Tensor:
   """Applies one layer given its per-image draws.
 
   Args:
     images: uint8 [N, H, W, C].
-    draws: output of `draw_layer` for N images and len(ops) ops.
+    draws: output of `draw_layer` for N images and len(ops) ops (with the
+      Cutout draws for mode 'cutout').
     ops: op names.
     size: image side.
+    emulate_wrap_rounding: mode 'cutout': reproduce the truncation of the
+      original's float round trip around its Cutout.
 
   Returns:
     uint8 [N, H, W, C].
   """
-  groups = _Groups(ops)
+  with_cutout = 'cutout' in draws
+  groups = _Groups(ops, with_cutout)
   n = tf.shape(images)[0]
-  pid = tf.where(draws['apply'], tf.gather(groups.group_of_op, draws['op']),
-                 groups.passthrough_id)
+  chosen = tf.gather(groups.group_of_op, draws['op'])
+  if with_cutout:
+    chosen = tf.where(draws['cutout'], groups.cutout_id, chosen)
+  pid = tf.where(draws['apply'], chosen, groups.passthrough_id)
   split = lambda t: tf.dynamic_partition(t, pid, groups.count)
   parts, index_parts = split(images), split(tf.range(n))
   m_parts, neg_parts = split(draws['m']), split(draws['negate'])
   kind_parts = split(tf.gather(groups.kind_of_op, draws['op']))
+  if with_cutout:
+    scale_parts = split(draws['cutout_scale'])
+    centre_parts = split(draws['cutout_centre'])
   outputs = []
   for g in range(groups.count):
     if g < len(groups.pixel_ops):
@@ -180,6 +275,9 @@ def apply_layer(images: tf.Tensor, draws: Dict[str, tf.Tensor],
     elif g == groups.geometric_id and groups.has_geometric:
       out = _geometric(parts[g], m_parts[g], neg_parts[g], kind_parts[g],
                        size)
+    elif g == groups.cutout_id:
+      out = _cutout_layer(parts[g], scale_parts[g], centre_parts[g],
+                          emulate_wrap_rounding)
     else:
       out = parts[g]
     outputs.append(out)
@@ -193,23 +291,35 @@ def layer_seeds(seed: tf.Tensor, num_layers: int = NUM_LAYERS) -> tf.Tensor:
 
 
 def randaugment(images: tf.Tensor, seed: tf.Tensor, mode: str, size: int,
-                num_layers: int = NUM_LAYERS) -> tf.Tensor:
+                num_layers: int = NUM_LAYERS, *,
+                prob: float = PROB_TO_APPLY,
+                magnitude: Optional[float] = None,
+                levels: Optional[int] = None,
+                emulate_wrap_rounding: bool = True) -> tf.Tensor:
   """The original's RandAugment on uint8 images.
 
   Args:
     images: uint8 [N, H, W, C].
     seed: int [2].
-    mode: 'all', 'color' or 'geo'.
+    mode: 'all', 'color', 'geo' or 'cutout'.
     size: image side (translation constant).
     num_layers: layers applied in sequence.
+    prob: probability that a layer applies its op.
+    magnitude: fixed magnitude in [0, 1]; None draws one per layer and image.
+    levels: quantise drawn magnitudes to {0, 1/levels, ..., 1}; None keeps
+      them continuous.
+    emulate_wrap_rounding: mode 'cutout' only (see `apply_layer`).
 
   Returns:
     uint8 [N, H, W, C].
   """
   ops = OP_LISTS[mode]
   n = tf.shape(images)[0]
-  seeds = layer_seeds(seed, num_layers)
+  seeds = layer_seeds(seed, num_layers) if num_layers else []
+  cutout_side = size if mode == 'cutout' else None
   for layer in range(num_layers):
-    draws = draw_layer(n, len(ops), seeds[layer])
-    images = apply_layer(images, draws, ops, size)
+    draws = draw_layer(n, len(ops), seeds[layer], prob=prob,
+                       magnitude=magnitude, levels=levels,
+                       cutout_side=cutout_side)
+    images = apply_layer(images, draws, ops, size, emulate_wrap_rounding)
   return images

@@ -1,9 +1,11 @@
-"""Augmentation specs by short key: `build`, `names`, `validate`.
+"""Augmentation specs: `build`, `names`, `ops`, `validate`.
 
-A spec concatenates keys applied in order: d (shift), h (flip), ra / rc / rg
-(RandAugment over all / colour / geometric ops), c (Cutout); x alone means no
-augmentation. `build(spec, image_size)` returns an AugmentFn mapping uint8
-[N, H, W, C] and an int [2] seed to float32 [N, H, W, C] in [-1, 1].
+A spec is either short keys applied in order: d (shift), h (flip), ra / rc /
+rg (RandAugment over all / colour / geometric ops), c (Cutout), x alone means
+no augmentation; or the original's '+'-joined ops ('hflip+randaug2-0.5---all+
+cutout0.5', 'hflip+jitter_b0.2+cutout0.25', 'cnr0.5+rotate90', ...; grammar
+in `augment.ops_spec`). `build(spec, image_size)` returns an AugmentFn mapping
+uint8 [N, H, W, C] and an int [2] seed to float32 [N, H, W, C] in [-1, 1].
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Callable, List
 
 import tensorflow as tf
 
+from augment import ops_spec
 from augment import pipeline
 from augment import spec as spec_lib
 from crest.errors import ConfigError
@@ -26,21 +29,31 @@ def names() -> List[str]:
   return list(spec_lib.KEYS)
 
 
+def ops() -> List[str]:
+  """The syntax of the original's '+'-joined ops ('hflip', 'cutout{scale}',
+  ...), as listed in error messages."""
+  return list(spec_lib.OPS)
+
+
 def validate(spec: str) -> None:
   """Raises ConfigError (a ValueError) if `spec` is not a valid spec."""
-  spec_lib.parse(spec)
+  ops_spec.parse_stages(spec)
 
 
 def build(spec: str, image_size: int, *,
-          emulate_wrap_rounding: bool = True) -> AugmentFn:
+          emulate_wrap_rounding: bool = True,
+          emulate_blur_noop: bool = True) -> AugmentFn:
   """Builds the augmentation a spec names.
 
   Args:
-    spec: e.g. 'dh', 'dhrac', 'x'.
+    spec: e.g. 'dh', 'dhrac', 'x', 'hflip+randaug2-0.5---all+cutout0.5'.
     image_size: side of the square images (32 for CIFAR, 28 for
       Fashion-MNIST); sets the shift pad, Cutout size and translations.
     emulate_wrap_rounding: reproduce the original's float32 round trip around
       RandAugment (default; see README). False keeps pixels exact.
+    emulate_blur_noop: `blur{p}` does nothing, as in the original (whose
+      RandomBlur returns the image unchanged when training); False applies
+      the Gaussian blur it names (SimCLR's random_blur).
 
   Returns:
     AugmentFn(images uint8 [N, H, W, C], seed int [2]) -> float32
@@ -49,11 +62,12 @@ def build(spec: str, image_size: int, *,
   Raises:
     ConfigError: a bad spec or image size.
   """
-  keys = spec_lib.parse(spec)
+  stages = ops_spec.parse_stages(spec)
   if isinstance(image_size, bool) or not isinstance(
       image_size, numbers.Integral) or image_size < MIN_IMAGE_SIZE:
     raise ConfigError(f'Augmentation image size must be an integer >= '
                       f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
                       'side of the (square) input images, e.g. 32.')
-  return pipeline.Augmenter(spec, keys, int(image_size),
-                            emulate_wrap_rounding=emulate_wrap_rounding)
+  return pipeline.Augmenter(spec, stages, int(image_size),
+                            emulate_wrap_rounding=emulate_wrap_rounding,
+                            emulate_blur_noop=emulate_blur_noop)
