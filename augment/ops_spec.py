@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 
 from augment import spec as spec_lib
 from augment import stages as st
-from crest.errors import ConfigError
+from augment.errors import AugmentError
 
 _NUMBER = re.compile(r'(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 _INT = re.compile(r'\d+')
@@ -31,7 +31,7 @@ _PLAIN_OPS = ('hflip', 'randerase', 'rotate90', 'rotate180', 'rotate270',
 
 
 class _BadOp(Exception):
-  """A malformed op; carries the reason (turned into a ConfigError)."""
+  """A malformed op; carries the reason (turned into a AugmentError)."""
 
 
 def _number(text: str, what: str, low: float, high: float,
@@ -119,7 +119,7 @@ def _op(token: str) -> Optional[st.Stage]:
   else:
     try:
       spec_lib.parse(token)
-    except ConfigError:
+    except AugmentError:
       raise _BadOp('unknown op') from None
     raise _BadOp(f"short keys ({token!r}) cannot be joined with '+' ops; "
                  'use one grammar or the other')
@@ -147,7 +147,7 @@ def parse_ops(spec: str) -> Tuple[st.Stage, ...]:
   """Parses the original's '+'-joined form (no shortcuts, not 'x').
 
   Raises:
-    ConfigError: an empty op ('a++b', a leading or trailing '+'), an unknown
+    AugmentError: an empty op ('a++b', a leading or trailing '+'), an unknown
       op, or a malformed or out-of-range argument.
   """
   stages: List[st.Stage] = [st.Shift()]
@@ -157,7 +157,7 @@ def parse_ops(spec: str) -> Tuple[st.Stage, ...]:
         raise _BadOp("empty op (a doubled, leading or trailing '+')")
       stage = _op(token)
     except _BadOp as e:
-      raise ConfigError(f'Bad augmentation op {token!r} (op {position + 1}) '
+      raise AugmentError(f'Bad augmentation op {token!r} (op {position + 1}) '
                         f'in spec {spec!r}: {e}. '
                         + spec_lib.valid_message()) from None
     if stage is None:  # base
@@ -180,10 +180,10 @@ def parse_stages(spec: str) -> Tuple[st.Stage, ...]:
     The stages in order; () for 'x'.
 
   Raises:
-    ConfigError: not a valid spec of either grammar; the message lists both.
+    AugmentError: not a valid spec of either grammar; the message lists both.
   """
   if isinstance(spec, str) and ',' in spec:
-    raise ConfigError(
+    raise AugmentError(
         f"Augmentation spec {spec!r} has a ','. The original splits its "
         "flags on ',' into one spec per view (e.g. --strongaug=dhrac,hflip "
         'with --num_strongaug=2); here a flag holds one spec, used for every '

@@ -17,7 +17,7 @@ import tensorflow as tf
 from augment import ops_spec
 from augment import pipeline
 from augment import spec as spec_lib
-from crest.errors import ConfigError
+from augment.errors import AugmentError
 
 AugmentFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -36,7 +36,7 @@ def ops() -> List[str]:
 
 
 def validate(spec: str) -> None:
-  """Raises ConfigError (a ValueError) if `spec` is not a valid spec."""
+  """Raises AugmentError (a ValueError) if `spec` is not a valid spec."""
   ops_spec.parse_stages(spec)
 
 
@@ -60,12 +60,12 @@ def build(spec: str, image_size: int, *,
     [N, H, W, C] in [-1, 1]; stateless and deterministic in (images, seed).
 
   Raises:
-    ConfigError: a bad spec or image size.
+    AugmentError: a bad spec or image size.
   """
   stages = ops_spec.parse_stages(spec)
   if isinstance(image_size, bool) or not isinstance(
       image_size, numbers.Integral) or image_size < MIN_IMAGE_SIZE:
-    raise ConfigError(f'Augmentation image size must be an integer >= '
+    raise AugmentError(f'Augmentation image size must be an integer >= '
                       f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
                       'side of the (square) input images, e.g. 32.')
   return pipeline.Augmenter(spec, stages, int(image_size),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from augment import stages as st
-from crest.errors import ConfigError
+from augment.errors import AugmentError
 
 # key -> what it does (the order here is the order `names()` lists them).
 KEYS: Dict[str, str] = {
@@ -87,11 +87,11 @@ def parse(spec: str) -> Tuple[str, ...]:
     The keys in order, e.g. ('d', 'h', 'ra', 'c'); ('x',) for 'x'.
 
   Raises:
-    ConfigError: not a string, empty, an unknown key, or 'x' with others.
+    AugmentError: not a string, empty, an unknown key, or 'x' with others.
       (This grammar only; `augment.ops_spec.parse_stages` takes both.)
   """
   if not isinstance(spec, str) or not spec:
-    raise ConfigError(f'Augmentation spec must be a non-empty string, got '
+    raise AugmentError(f'Augmentation spec must be a non-empty string, got '
                       f"{spec!r}; use 'x' for no augmentation. "
                       + valid_message())
   keys = []
@@ -106,10 +106,10 @@ def parse(spec: str) -> Tuple[str, ...]:
       i += 1
     else:
       bad = two if one == 'r' else one
-      raise ConfigError(f'Unknown augmentation key {bad!r} at position {i} '
+      raise AugmentError(f'Unknown augmentation key {bad!r} at position {i} '
                         f'of spec {spec!r}. ' + valid_message())
   if 'x' in keys and len(keys) > 1:
-    raise ConfigError(f"Augmentation spec {spec!r} mixes 'x' (no "
+    raise AugmentError(f"Augmentation spec {spec!r} mixes 'x' (no "
                       "augmentation) with other keys; use 'x' alone or drop "
                       'it. ' + valid_message())
   return tuple(keys)

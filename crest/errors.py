@@ -6,6 +6,7 @@ the entry point, which turns any of them into a message and exit code 2.
 """
 from typing import Iterable
 
+from augment.errors import AugmentError
 from data.errors import DataError, DataSettingError  # pylint: disable=unused-import
 
 
@@ -17,7 +18,7 @@ class ConfigError(UserError, ValueError):
   """An invalid flag or flag combination."""
 
 
-USER_ERRORS = (UserError, DataError)
+USER_ERRORS = (UserError, DataError, AugmentError)
 
 
 def choices(values: Iterable) -> str:

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from augment import registry
 from augment import spec as spec_lib
-from crest.errors import ConfigError
+from augment.errors import AugmentError
 
 
 def _images(n=8, size=32, channels=3, seed=0):
@@ -30,20 +30,20 @@ def test_parse(spec, keys):
     ('rb', "'rb' at position 0"), ('DH', "'D' at position 0"),
     ('dhx', "mixes 'x'"), ('', 'non-empty'), ('d h', "' ' at position 1")])
 def test_bad_spec_raises_config_error_listing_keys(spec, fragment):
-  with pytest.raises(ConfigError) as info:
+  with pytest.raises(AugmentError) as info:
     registry.validate(spec)
   message = str(info.value)
   assert fragment in message
   for key in registry.names():
     assert f'{key} = ' in message
   assert isinstance(info.value, ValueError)
-  with pytest.raises(ConfigError):
+  with pytest.raises(AugmentError):
     registry.build(spec, 32)
 
 
 @pytest.mark.parametrize('size', [0, 4, 32.0, True, '32'])
 def test_bad_image_size(size):
-  with pytest.raises(ConfigError, match='image size'):
+  with pytest.raises(AugmentError, match='image size'):
     registry.build('dh', size)
 
 

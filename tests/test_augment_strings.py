@@ -19,7 +19,7 @@ from augment import randaugment
 from augment import registry
 from augment import rotate
 from augment import stages as st
-from crest.errors import ConfigError
+from augment.errors import AugmentError
 
 SEED = tf.constant([5, 11])
 
@@ -85,7 +85,7 @@ def test_long_form_stages(spec, stages):
     'x+hflip', 'dh+cutout0.5', 'HFLIP', 'hflip+', '+hflip', 'hflip x',
     'dh,dhrac'])
 def test_bad_strings_raise_config_error_listing_the_ops(spec):
-  with pytest.raises(ConfigError) as info:
+  with pytest.raises(AugmentError) as info:
     registry.validate(spec)
   message = str(info.value)
   for op in registry.ops():
@@ -93,7 +93,7 @@ def test_bad_strings_raise_config_error_listing_the_ops(spec):
   for key in registry.names():
     assert f'{key} = ' in message
   assert 'hflip+randaug2-0.5---all+cutout0.5' in message  # an example
-  with pytest.raises(ConfigError):
+  with pytest.raises(AugmentError):
     registry.build(spec, 32)
 
 
@@ -103,7 +103,7 @@ def test_bad_strings_say_what_is_wrong():
            'dh+cutout0.5': 'short keys', 'rotate45': 'unknown op',
            'dh,hflip': 'one spec per view'}
   for spec, fragment in cases.items():
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(AugmentError) as info:
       registry.validate(spec)
     assert fragment in str(info.value), spec
 
