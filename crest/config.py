@@ -12,12 +12,8 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from crest import errors
 from crest.errors import ConfigError
-
-# Choices owned by the config itself; the others come from the modules that
-# implement them (methods, schedules, losses, selection, registries).
-OPTIMIZERS = ('sgd', 'adam')
-MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
 
 # Fields that do not change what a run computes: a rerun into the same
 # directory may change them freely.
@@ -179,16 +175,8 @@ def apply_method_defaults(values: Dict[str, Any],
   return out
 
 
-def _choice(name: str, value: Any, choices) -> None:
-  if value not in choices:
-    shown = ', '.join(repr(c) if c is None else str(c) for c in choices)
-    raise ConfigError(f'--{name}={value!r} is not valid; choose one of: '
-                      f'{shown}.')
-
-
-def _check(cond: bool, message: str) -> None:
-  if not cond:
-    raise ConfigError(message)
+_choice = errors.require_choice
+_check = errors.require
 
 
 def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
@@ -202,44 +190,33 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   Returns:
     `cfg`, unchanged.
   """
-  # Imported lazily so that importing the config (and --help) stays cheap.
+  # Each part's owner checks its own settings; imported lazily so that
+  # importing the config (and --help) stays cheap.
   # pylint: disable=g-import-not-at-top
   from augment import registry as augment_registry
-  from crest import losses
+  from crest import method_api
   from crest import methods
-  from crest import schedules
+  from crest import models
+  from crest import optimization
   from crest import selection
   from data import registry as data_registry
-  from networks import common as network_common
-  from networks import registry as network_registry
   # pylint: enable=g-import-not-at-top
 
   _choice('method', cfg.method, methods.names())
-  data_registry.validate(cfg.data_args())  # The data layer checks its own.
-  archs = network_registry.names()
-  if cfg.net_arch.lower() not in [a.lower() for a in archs]:
-    raise ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; choose one '
-                      f'of: {", ".join(archs)}.')
-  _choice('optim_type', cfg.optim_type, OPTIMIZERS)
-  _choice('sched_type', cfg.sched_type, schedules.SCHEDULES)
-  _choice('sched_freq', cfg.sched_freq, schedules.SCHED_FREQS)
-  _choice('unsup_loss_type', cfg.unsup_loss_type, losses.UNSUP_LOSS_TYPES)
-  _choice('unsup_loss_divisor', cfg.unsup_loss_divisor, losses.UNSUP_DIVISORS)
-  _choice('how_dalign', cfg.how_dalign, selection.HOW_DALIGN)
-  _choice('update_mode', cfg.update_mode, selection.UPDATE_MODES)
-  _choice('activation', cfg.activation, network_common.ACTIVATIONS)
-  _choice('head_arch', cfg.head_arch, network_common.HEADS)
-  _choice('mixed_precision', cfg.mixed_precision, MIXED_PRECISION)
+  data_registry.validate(cfg.data_args())
   for name in ('augment', 'weakaug', 'strongaug'):
     try:
       augment_registry.validate(getattr(cfg, name))
     except ValueError as e:
       raise ConfigError(f'--{name}: {e}') from None
+  models.check(cfg)
+  optimization.check(cfg)
+  method_api.check_loss_settings(cfg)
+  selection.check_settings(cfg)
+  method = methods.get(cfg.method)
+  method.check(cfg)
 
-  _check(cfg.num_generation >= 1,
-         f'--num_generation={cfg.num_generation} must be at least 1.')
-  _check(cfg.num_epoch >= 1, '--num_epoch must be at least 1.')
-  _check(cfg.num_batch >= 1, '--num_batch must be at least 1.')
+  # The run's own settings.
   _check(cfg.batch_size >= 1, '--batch_size must be at least 1.')
   _check(cfg.unlab_ratio >= 1, '--unlab_ratio must be at least 1.')
   _check(cfg.steps_per_loop >= 1, '--steps_per_loop must be at least 1.')
@@ -248,32 +225,9 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   _check(cfg.num_augment >= 1, '--num_augment must be at least 1.')
   _check(cfg.num_weakaug >= 0 and cfg.num_strongaug >= 0,
          '--num_weakaug and --num_strongaug must be >= 0.')
-  _check(cfg.net_width > 0, f'--net_width={cfg.net_width} must be positive.')
-  _choice('net_impl', cfg.net_impl, network_registry.IMPLS)
-  _check(len(cfg.input_shape) == 3 and all(d > 0 for d in cfg.input_shape),
-         f'--input_shape={cfg.input_shape} must be three positive integers '
-         'H,W,C, e.g. 32,32,3.')
-  _check(cfg.input_shape[2] in (1, 3),
-         f'--input_shape={cfg.input_shape}: images must have 1 or 3 '
-         'channels.')
-  _check(0 <= cfg.threshold <= 1, '--threshold must be in [0, 1].')
-  _check(cfg.temperature >= 0, '--temperature must be >= 0 (0 = one-hot).')
-  _check(0 <= cfg.ema_decay < 1, '--ema_decay must be in [0, 1).')
-  _check(cfg.learning_rate > 0, '--learning_rate must be positive.')
-  _check(cfg.weight_decay >= 0, '--weight_decay must be >= 0.')
-  _check(cfg.clip_value >= 0, '--clip_value must be >= 0 (0 = off).')
-  _check(cfg.alpha > 0, '--alpha must be positive.')
-  _check(cfg.dalign_t >= 0, '--dalign_t must be >= 0.')
-  _check(1 <= cfg.sched_level, '--sched_level must be at least 1.')
-  _check(cfg.sched_step_size >= 1, '--sched_step_size must be at least 1.')
   _check(cfg.cpu_replicas >= 0, '--cpu_replicas must be >= 0.')
   _check(bool(cfg.model_dir), '--model_dir is required: the directory where '
          'checkpoints, summaries and records are written.')
-  if cfg.how_dalign is not None and not cfg.do_distalign:
-    raise ConfigError(f'--how_dalign={cfg.how_dalign} has no effect without '
-                      '--do_distalign=True; set both or neither.')
-  method = methods.get(cfg.method)
-  method.check(cfg)
   if cfg.jit_compile:
     _check(not cfg.bn_sync, '--jit_compile cannot be combined with --bn_sync: '
            'synchronised batch norm reduces across replicas inside the '

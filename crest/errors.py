@@ -24,3 +24,19 @@ USER_ERRORS = (UserError, DataError, AugmentError)
 def choices(values: Iterable) -> str:
   """The valid values for a message: "'a', 'b', 'c'"."""
   return ', '.join(repr(v) for v in values)
+
+
+def require(condition: bool, message: str) -> None:
+  """Raises ConfigError(message) unless `condition`."""
+  if not condition:
+    raise ConfigError(message)
+
+
+def require_choice(flag: str, value, valid: Iterable) -> None:
+  """Raises ConfigError naming --flag and the valid values unless `value`
+  is one of them."""
+  valid = tuple(valid)
+  if value not in valid:
+    shown = ', '.join(repr(c) if c is None else str(c) for c in valid)
+    raise ConfigError(f'--{flag}={value!r} is not valid; choose one of: '
+                      f'{shown}.')

@@ -137,7 +137,7 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
           labeled_labels, minlength=data.num_classes).tolist(),
       # The last epoch's scalars; timings are left out so that records of
       # deterministic runs are identical.
-      'history': {k: v[-1] for k, v in trainer.history.items()
+      'history': {k: v[-1] for k, v in trainer.epoch_log.history.items()
                   if not isinstance(v[-1], list) and k not in TIMING_METRICS},
   }
   if is_chief:

@@ -24,6 +24,7 @@ from typing import Dict, NamedTuple, Optional
 
 import tensorflow as tf
 
+from crest import errors
 from crest import losses
 
 
@@ -75,6 +76,17 @@ class LossOutput(NamedTuple):
   loss: tf.Tensor
   weak_probs_mean: tf.Tensor
   metrics: Dict[str, tf.Tensor]
+
+
+def check_loss_settings(cfg) -> None:
+  """The loss settings every method shares (raises ConfigError)."""
+  errors.require_choice('unsup_loss_type', cfg.unsup_loss_type,
+                        losses.UNSUP_LOSS_TYPES)
+  errors.require_choice('unsup_loss_divisor', cfg.unsup_loss_divisor,
+                        losses.UNSUP_DIVISORS)
+  errors.require(0 <= cfg.threshold <= 1, '--threshold must be in [0, 1].')
+  errors.require(cfg.temperature >= 0,
+                 '--temperature must be >= 0 (0 = one-hot).')
 
 
 def params_from_config(cfg, num_classes: int) -> LossParams:

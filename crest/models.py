@@ -6,8 +6,35 @@ from typing import List, Tuple
 import keras
 import tensorflow as tf
 
+from crest import errors
 from crest.config import Config
+from networks import common as network_common
 from networks import registry as networks
+
+MIXED_PRECISION = ('float32', 'bfloat16', 'float16')
+
+
+def check(cfg: Config) -> None:
+  """The network settings (raises crest.errors.ConfigError); the builder
+  checks the rest (widths, input sizes) when the model is made."""
+  archs = networks.names()
+  if cfg.net_arch.lower() not in [a.lower() for a in archs]:
+    raise errors.ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; '
+                             f'choose one of: {", ".join(archs)}.')
+  errors.require(cfg.net_width > 0,
+                 f'--net_width={cfg.net_width} must be positive.')
+  errors.require_choice('net_impl', cfg.net_impl, networks.IMPLS)
+  errors.require_choice('activation', cfg.activation,
+                        network_common.ACTIVATIONS)
+  errors.require_choice('head_arch', cfg.head_arch, network_common.HEADS)
+  errors.require_choice('mixed_precision', cfg.mixed_precision,
+                        MIXED_PRECISION)
+  shape = tuple(cfg.input_shape)
+  errors.require(len(shape) == 3 and all(d > 0 for d in shape),
+                 f'--input_shape={shape} must be three positive integers '
+                 'H,W,C, e.g. 32,32,3.')
+  errors.require(shape[2] in (1, 3), f'--input_shape={shape}: images must '
+                 'have 1 or 3 channels.')
 
 
 def dtype_policy(cfg: Config) -> str:

@@ -3,8 +3,27 @@ from __future__ import annotations
 
 import keras
 
+from crest import errors
 from crest import schedules
 from crest.config import Config
+
+OPTIMIZERS = ('sgd', 'adam')
+
+
+def check(cfg: Config) -> None:
+  """The optimisation settings (raises crest.errors.ConfigError)."""
+  errors.require_choice('optim_type', cfg.optim_type, OPTIMIZERS)
+  errors.require_choice('sched_type', cfg.sched_type, schedules.SCHEDULES)
+  errors.require_choice('sched_freq', cfg.sched_freq, schedules.SCHED_FREQS)
+  errors.require(cfg.num_epoch >= 1, '--num_epoch must be at least 1.')
+  errors.require(cfg.num_batch >= 1, '--num_batch must be at least 1.')
+  errors.require(1 <= cfg.sched_level, '--sched_level must be at least 1.')
+  errors.require(cfg.sched_step_size >= 1,
+                 '--sched_step_size must be at least 1.')
+  errors.require(cfg.learning_rate > 0, '--learning_rate must be positive.')
+  errors.require(cfg.weight_decay >= 0, '--weight_decay must be >= 0.')
+  errors.require(cfg.clip_value >= 0, '--clip_value must be >= 0 (0 = off).')
+  errors.require(0 <= cfg.ema_decay < 1, '--ema_decay must be in [0, 1).')
 
 
 class LearningRate(keras.optimizers.schedules.LearningRateSchedule):

@@ -8,14 +8,30 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from crest import errors
+
 UPDATE_MODES = ('distribution', 'all')
 HOW_DALIGN = (None, 'constant', 'adaptive')
+
+
+def check_settings(cfg) -> None:
+  """The CReST / CReST+ settings of a config (raises ConfigError)."""
+  errors.require_choice('how_dalign', cfg.how_dalign, HOW_DALIGN)
+  errors.require_choice('update_mode', cfg.update_mode, UPDATE_MODES)
+  errors.require(cfg.num_generation >= 1,
+                 f'--num_generation={cfg.num_generation} must be at least 1.')
+  errors.require(cfg.alpha > 0, '--alpha must be positive.')
+  errors.require(cfg.dalign_t >= 0, '--dalign_t must be >= 0.')
+  if cfg.how_dalign is not None and not cfg.do_distalign:
+    raise errors.ConfigError(
+        f'--how_dalign={cfg.how_dalign} has no effect without '
+        '--do_distalign=True; set both or neither.')
 
 
 def _check_update_mode(update_mode: str) -> None:
   if update_mode not in UPDATE_MODES:
     raise ValueError(f'Unknown update_mode {update_mode!r}; valid choices: '
-                     f"{', '.join(repr(m) for m in UPDATE_MODES)}.")
+                     f'{errors.choices(UPDATE_MODES)}.')
 
 
 def alignment_temperature(generation: int, num_generation: int,

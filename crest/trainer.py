@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -18,18 +18,17 @@ from crest import checkpoints as checkpoints_lib
 from crest import distributions
 from crest import ema as ema_lib
 from crest import evaluation
+from crest import input_stream
 from crest import interrupt
 from crest import losses
 from crest import method_api
 from crest import methods
 from crest import models
 from crest import optimization
-from crest import records
 from crest import summaries
 from crest.checkpoints import MAX_ROLLBACKS, NonFiniteLossError
 from crest.config import Config
 from crest.progress import Progress
-from data import pipeline
 from data.base import SSLData
 from networks import common as network_common
 
@@ -89,9 +88,8 @@ class GenerationTrainer:
     self.ckpt_dir = os.path.join(work_dir, 'ckpt')
     self.checkpoints = checkpoints_lib.Checkpoints(
         self.checkpoint, self.ckpt_dir, is_chief, cfg.keep_checkpoints)
-    self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
-                   if is_chief else tf.summary.create_noop_writer())
-    self.history: Dict[str, List] = {}
+    self.epoch_log = summaries.EpochLog(work_dir, is_chief, cfg.num_epoch,
+                                        cfg.num_batch)
     # --jit_compile: XLA compiles each replica's forward/backward, and the
     # evaluation forward on one device (on several, TF 2.21 places the
     # compiled forward's variables on the wrong device); the cross-replica
@@ -239,12 +237,7 @@ class GenerationTrainer:
     if path is not None:
       logging.info('Restored %s (step %d, epoch %d).', path, self.step,
                    int(self.epoch.numpy()))
-    done = int(self.epoch.numpy())
-    hist_path = os.path.join(self.work_dir, 'stats', 'history.json')
-    self.history = {}
-    if done and os.path.exists(hist_path):
-      self.history = {k: v[:done]
-                      for k, v in records.read_json(hist_path).items()}
+    self.epoch_log.restore(int(self.epoch.numpy()))
     return self.step
 
   def train(self, labeled_positions: np.ndarray,
@@ -285,37 +278,11 @@ class GenerationTrainer:
     self.checkpoints.finish()
 
   def _train_from_step(self, labeled_positions, labeled_labels) -> None:
-    cfg, data = self.cfg, self.data
-    step = self.step
-    skip = self.skip
-    first_batch = step
-    for k in sorted(skip):
-      if k <= first_batch:
-        first_batch += 1
-    spec = pipeline.StreamSpec(
-        batch_size=cfg.batch_size, unlab_ratio=cfg.unlab_ratio,
-        augment=cfg.augment, weakaug=cfg.weakaug, strongaug=cfg.strongaug,
-        num_weakaug=cfg.num_weakaug, num_strongaug=cfg.num_strongaug,
-        seed=self.seed)
-    stream = data.unlabeled_stream_positions
-    ds = pipeline.train_dataset(
-        data.train_images, labeled_positions, labeled_labels, stream,
-        data.train_labels[stream], spec, start_step=first_batch,
-        num_steps=cfg.steps_per_generation - step, skip=skip)
-    iterator = iter(self.strategy.experimental_distribute_dataset(
-        pipeline.shard_by_data(ds)))
-    batch_index = [first_batch]  # The stream's batch index of the next step.
-
-    def next_batches(n):
-      out = []
-      while len(out) < n:
-        if batch_index[0] not in skip:
-          out.append(batch_index[0])
-        batch_index[0] += 1
-      return out
-
-    while self.step < cfg.steps_per_generation:
-      self._train_epoch(iterator, next_batches)
+    iterator, counter = input_stream.distributed_iterator(
+        self.cfg, self.strategy, self.data, labeled_positions, labeled_labels,
+        self.seed, self.step, self.skip)
+    while self.step < self.cfg.steps_per_generation:
+      self._train_epoch(iterator, counter.take)
 
   def _train_epoch(self, iterator, next_batches) -> None:
     cfg = self.cfg
@@ -354,7 +321,7 @@ class GenerationTrainer:
     values['monitor.steps_per_sec'] = (cfg.num_batch - offset) / max(
         elapsed, 1e-9)
     values.update(self.evaluate_test())
-    self._log_epoch(epoch, values)
+    self.epoch_log.log(epoch, values)
     self.epoch.assign(epoch + 1)
     self.checkpoints.save(self.step)
     signum = interrupt.requested()
@@ -363,27 +330,3 @@ class GenerationTrainer:
           signum, f'Stopped by signal {signum} at step {self.step}; '
           f'checkpoint saved in {self.checkpoints.directory}. Re-run the same '
           'command to resume.')
-
-  def _log_epoch(self, epoch: int, values: Dict[str, object]) -> None:
-    for k, v in values.items():
-      self.history.setdefault(k, []).append(v)
-    logging.info(
-        '%s epoch %d/%d: loss %.4f xe %.4f xeu %.4f mask %.3f | test %.4f '
-        'ema %.4f (la %.4f / %.4f) | %.2f steps/s',
-        os.path.basename(self.work_dir), epoch + 1, self.cfg.num_epoch,
-        values['loss.train'], values['loss.xe'], values['loss.xeu'],
-        values['monitor.mask'], values['acc.test'], values['acc.test.ema'],
-        values['acc.test.la'], values['acc.test.la.ema'],
-        values['monitor.steps_per_sec'])
-    if not self.is_chief:
-      return
-    step = (epoch + 1) * self.cfg.num_batch
-    with self.writer.as_default():
-      for k, v in values.items():
-        if isinstance(v, list):
-          for c, x in enumerate(v):
-            summaries.scalar(f'{k}/class_{c:03d}', x, step)
-        else:
-          summaries.scalar(k, v, step)
-    self.writer.flush()
-    records.write_stats(os.path.join(self.work_dir, 'stats'), self.history)

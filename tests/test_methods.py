@@ -94,8 +94,8 @@ def test_method_defaults_apply_only_to_unset_flags(suponly):
   assert out['threshold'] == 0.95
 
 
-def test_labels_without_importing_the_method_module():
-  sys.modules.pop('mixmatch', None)
+def test_labels_without_importing_the_method_module(monkeypatch):
+  monkeypatch.delitem(sys.modules, 'mixmatch', raising=False)
   _, label = methods.table_label(dict(method='mixmatch', num_generation=3))
   assert label == 'MixMatch + CReST' and 'mixmatch' not in sys.modules
   assert methods.table_label(dict(method='fixmatch', num_generation=3,

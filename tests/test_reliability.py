@@ -80,7 +80,7 @@ def test_rollback_skips_the_failing_batch_and_finishes(tmp_path, data,
     assert np.all(np.isfinite(v.numpy()))
   skipped = json.load(open(tmp_path / 'gen' / 'rollback.json'))['skipped']
   assert skipped == [4]  # The batch of the step that failed.
-  assert len(trainer.history['acc.test.ema']) == cfg.num_epoch
+  assert len(trainer.epoch_log.history['acc.test.ema']) == cfg.num_epoch
 
 
 def test_rollback_gives_up_after_repeated_failures(tmp_path, data, strategy):

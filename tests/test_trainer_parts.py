@@ -99,3 +99,14 @@ def test_rollback_record_round_trips(tmp_path):
   assert checkpoints_lib.read_skipped(str(tmp_path)) == []
   checkpoints_lib.write_skipped(str(tmp_path), [7, 3])
   assert checkpoints_lib.read_skipped(str(tmp_path)) == [3, 7]
+
+
+def test_stream_index_after_skipped_batches():
+  from crest import input_stream  # pylint: disable=g-import-not-at-top
+  assert input_stream.first_batch(5, []) == 5
+  # Batches 2 and 4 were skipped: step 5 reads batch 7; a later skip
+  # (batch 9) does not matter yet.
+  assert input_stream.first_batch(5, [4, 2, 9]) == 7
+  counter = input_stream.BatchCounter(7, [4, 2, 9])
+  assert counter.take(3) == [7, 8, 10]
+  assert counter.take(1) == [11]
