@@ -1,15 +1,27 @@
-"""Training-mode batch norm + activation with a closed-form backward pass.
+"""Batch norm as the original's (Keras 2, fused) + activation, with a
+closed-form backward pass.
 
-Pure functions over tensors, used by `preact_block` so that its backward
-pass needs only the block's input (and no taped copies of intermediate
-maps). Statistics, normalisation and the batch-norm gradient run in
-float32 whatever the feature dtype.
+Functions over tensors, used by `preact_block` so that its backward pass
+needs only the block's input (and no taped copies of intermediate maps), and
+`FusedBatchNorm`, the Keras layer over the same forward, used by the
+WideResNets' plain-Keras build and their final batch norm.
 
-Forward (batch statistics over [batch, height, width], and over all
-replicas when `synchronized`):
-  mean, var = moments(x);  inv = gamma / sqrt(var + eps)
-  y = x * inv + (beta - mean * inv);  a = act(y)
-as Keras' `moments` and `tf.nn.batch_normalization` compute them.
+Forward. The original's Keras 2 `BatchNormalization` runs TensorFlow's fused
+kernel (`FusedBatchNormV3`): in training it normalises with the batch mean
+and (biased) variance over [batch, height, width] and moves the moving
+variance towards the Bessel-corrected batch variance (n / (n - 1)); in
+inference it normalises with the moving statistics. We call the same kernel
+(`batch_norm_train`, `batch_norm_infer`), so the normalised maps are those of
+the original to the last bit (the activation's derivative at values within
+rounding of 0 depends on it: a single such element of WRN-28-2's last block
+moved one gradient by 6%). With `synchronized` statistics over several
+replicas (no fused kernel can all-reduce) the statistics come from
+`moments` over all replicas and
+  inv = gamma / sqrt(var + eps);  y = x * inv + (beta - mean * inv)
+as Keras' `moments` and `tf.nn.batch_normalization` compute them, in float32.
+Then a = act(y). Normalisation, activation, statistics and the batch-norm
+gradient are float32 whatever the feature dtype (low-precision maps are
+cast up first, and the activation cast down after).
 
 Backward, with xhat = (x - mean) / sqrt(var + eps), dy = da * act'(y)
 (act'(y) read from the sign of a, which is that of y) and n the number of
@@ -25,7 +37,113 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from networks import common
+
 _AXES = [0, 1, 2]
+
+
+def _replicas() -> int:
+  ctx = tf.distribute.get_replica_context()
+  return 1 if ctx is None else int(ctx.num_replicas_in_sync)
+
+
+def fused_applies(synchronized: bool) -> bool:
+  """Whether training batch norm runs the fused kernel here: always, except
+  for synchronised statistics over more than one replica."""
+  return not (synchronized and _replicas() > 1)
+
+
+def _count(x: tf.Tensor) -> tf.Tensor:
+  """Positions per channel, float32 (all replicas' under `strategy.run`:
+  equal per-replica batches assumed, as MirroredStrategy gives)."""
+  return tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+
+
+def activation(y: tf.Tensor, slope: float) -> tf.Tensor:
+  """Leaky ReLU with `slope` (ReLU for 0), as Keras' layers compute it."""
+  return tf.nn.leaky_relu(y, slope) if slope else tf.nn.relu(y)
+
+
+def _formula(x, mean, var, gamma, beta, epsilon):
+  inv = tf.math.rsqrt(var + epsilon) * gamma
+  return tf.cast(x, tf.float32) * inv + (beta - mean * inv)
+
+
+def batch_norm_train(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *,
+                     epsilon: float, synchronized: bool = False) -> tuple:
+  """Training-mode batch norm with batch statistics.
+
+  Args:
+    x: features [B, H, W, C], any float dtype (normalised in float32).
+    gamma, beta: float32 [C].
+    epsilon: variance epsilon.
+    synchronized: statistics over all replicas (inside `strategy.run`).
+
+  Returns:
+    (y float32 [B, H, W, C], mean, var, var_unbiased float32 [C]);
+    `var` is the biased variance y was normalised with, `var_unbiased`
+    = var * n / (n - 1), what the moving variance moves towards.
+    Differentiable (the fused kernel's gradient, or autodiff through the
+    synchronised moments).
+  """
+  if fused_applies(synchronized):
+    y, mean, var_unbiased = tf.raw_ops.FusedBatchNormV3(
+        x=tf.cast(x, tf.float32), scale=gamma, offset=beta,
+        mean=tf.constant([], tf.float32),
+        variance=tf.constant([], tf.float32), epsilon=float(epsilon),
+        exponential_avg_factor=1.0, data_format='NHWC',
+        is_training=True)[:3]
+    n = _count(x)
+    var = var_unbiased * ((n - 1.0) / tf.maximum(n, 1.0))
+    return y, mean, var, var_unbiased
+  mean, var = moments(x, synchronized=True)
+  y = _formula(x, mean, var, gamma, beta, epsilon)
+  n = _count(x) * float(_replicas())
+  return y, mean, var, var * (n / tf.maximum(n - 1.0, 1.0))
+
+
+def renormalize(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
+                mean: tf.Tensor, var: tf.Tensor, *, epsilon: float,
+                fused: bool) -> tf.Tensor:
+  """`batch_norm_train(x, ...)`'s y once more, bit for bit, for a backward
+  pass that did not keep it.
+
+  Fused: the fused kernel in training mode again (its inference mode given
+  the batch statistics can differ in the last bit, which flips the
+  activation's derivative at values within rounding of 0; the extra
+  reduction costs about 20% of one inference-mode pass). Otherwise the
+  formula with the synchronised statistics `mean`, `var`.
+
+  Returns:
+    y float32 [B, H, W, C].
+  """
+  if fused:
+    return batch_norm_train(x, gamma, beta, epsilon=epsilon)[0]
+  return _formula(x, mean, var, gamma, beta, epsilon)
+
+
+def batch_norm_infer(x: tf.Tensor, mean: tf.Tensor, var: tf.Tensor,
+                     gamma: tf.Tensor, beta: tf.Tensor, *, epsilon: float,
+                     fused: bool = True) -> tf.Tensor:
+  """Batch norm with given (moving) statistics.
+
+  Args:
+    x: features [B, H, W, C].
+    mean, var, gamma, beta: float32 [C].
+    epsilon: variance epsilon.
+    fused: the fused kernel in inference mode (the original's inference);
+      else the formula.
+
+  Returns:
+    y float32 [B, H, W, C]. Not differentiable w.r.t. mean and var when
+    fused.
+  """
+  if fused:
+    return tf.raw_ops.FusedBatchNormV3(
+        x=tf.cast(x, tf.float32), scale=gamma, offset=beta, mean=mean,
+        variance=var, epsilon=float(epsilon), data_format='NHWC',
+        is_training=False)[0]
+  return _formula(x, mean, var, gamma, beta, epsilon)
 
 
 def moments(x: tf.Tensor, synchronized: bool = False) -> tuple:
@@ -45,7 +163,7 @@ def moments(x: tf.Tensor, synchronized: bool = False) -> tuple:
 def normalize_act(x: tf.Tensor, mean: tf.Tensor, var: tf.Tensor,
                   gamma: tf.Tensor, beta: tf.Tensor, *, epsilon: float,
                   slope: float, dtype=None) -> tf.Tensor:
-  """act(batch_norm(x)), computed as tf.nn.batch_normalization does.
+  """act(batch_norm_infer(x, ...)) with the fused kernel (inference).
 
   Args:
     x: features [B, H, W, C].
@@ -57,10 +175,8 @@ def normalize_act(x: tf.Tensor, mean: tf.Tensor, var: tf.Tensor,
   Returns:
     [B, H, W, C] in `dtype`.
   """
-  inv = tf.math.rsqrt(var + epsilon) * gamma
-  y = tf.cast(x, tf.float32) * inv + (beta - mean * inv)
-  a = tf.nn.leaky_relu(y, slope) if slope else tf.nn.relu(y)
-  return tf.cast(a, dtype or x.dtype)
+  y = batch_norm_infer(x, mean, var, gamma, beta, epsilon=epsilon)
+  return tf.cast(activation(y, slope), dtype or x.dtype)
 
 
 def _sum_over_replicas(values: tf.Tensor) -> tf.Tensor:
@@ -76,9 +192,9 @@ def normalize_act_grad(x: tf.Tensor, a: tf.Tensor, grad_a: tf.Tensor,
                        synchronized: bool = False) -> tuple:
   """Gradients of act(batch_norm(x)) with batch statistics, in closed form.
 
-  Equals autodiff through `moments` + `normalize_act` (including the paths
-  through the batch mean and variance), in 9 elementwise passes over the
-  map where autodiff through the same ops takes about 15.
+  Equals autodiff through `batch_norm_train` + `activation` (including the
+  paths through the batch mean and variance), in 9 elementwise passes over
+  the map where autodiff through the formula takes about 15.
 
   Args:
     x: the forward input [B, H, W, C].
@@ -114,3 +230,37 @@ def normalize_act_grad(x: tf.Tensor, a: tf.Tensor, grad_a: tf.Tensor,
   inv = rstd * gamma
   grad_x = dy * inv - centred * (inv * rstd * mean_dy_xhat) - inv * mean_dy
   return tf.cast(grad_x, x.dtype), grad_gamma, grad_beta
+
+
+@keras.saving.register_keras_serializable(package='crest.bn_act')
+class FusedBatchNorm(common.BatchNorm):
+  """`common.BatchNorm` computed as the original's Keras 2 layer.
+
+  Training: `batch_norm_train` (the fused kernel, or synchronised moments
+  over several replicas); the moving variance moves towards the
+  Bessel-corrected batch variance, as Keras 2's fused layer does. Inference:
+  the fused kernel with the moving statistics. Moving statistics stay
+  MEAN-aggregated and go through `common.update_moving_average`
+  (deferrable).
+  """
+
+  def call(self, inputs, training=None, mask=None):
+    if (mask is not None or self.renorm or len(inputs.shape) != 4 or
+        self.axis not in (-1, 3)):
+      return super().call(inputs, training=training, mask=mask)
+    x = inputs
+    gamma = tf.cast(tf.convert_to_tensor(self.gamma), tf.float32)
+    beta = tf.cast(tf.convert_to_tensor(self.beta), tf.float32)
+    if training and self.trainable:
+      y, mean, _, var_unbiased = batch_norm_train(
+          x, gamma, beta, epsilon=self.epsilon,
+          synchronized=self.synchronized)
+      common.update_moving_average(self.moving_mean, mean, self.momentum)
+      common.update_moving_average(self.moving_variance, var_unbiased,
+                                   self.momentum)
+    else:
+      f32 = lambda v: tf.cast(tf.convert_to_tensor(v), tf.float32)
+      y = batch_norm_infer(x, f32(self.moving_mean),
+                           f32(self.moving_variance), gamma, beta,
+                           epsilon=self.epsilon)
+    return tf.cast(y, self.compute_dtype)

@@ -39,7 +39,8 @@ class Entry:
 
 
 _ENTRIES: dict[str, Entry] = {
-    'WRN28': Entry(wrn.build_wrn28, ('lean',), None),
+    'WRN28': Entry(wrn.build_wrn28, wrn.IMPLS, wrn.original_variables),
+    'WRN37': Entry(wrn.build_wrn37, wrn.IMPLS, wrn.original_variables),
     'small': Entry(small.build_small),
     **{arch: Entry(resnet.builder(arch), ('keras',),
                    resnet.original_variables) for arch in resnet.ARCHS},

@@ -10,21 +10,34 @@ from networks import preact_block as pab
 EPS = 1e-3
 
 
-def _plain(x, g1, b1, g2, b2, k1, k2, ks, stride, shortcut, slope):
+def _original_conv(t, kernel, stride, padding='original'):
+  """The original's convnxn: k // 2 zeros on each side, then 'VALID'
+  (padding='SAME': what this project did before, for the negative test)."""
+  if padding == 'SAME':
+    return tf.nn.conv2d(t, kernel, stride, 'SAME')
+  p = kernel.shape[0] // 2
+  return tf.nn.conv2d(tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]]), kernel,
+                      stride, 'VALID')
+
+
+def _plain(x, g1, b1, g2, b2, k1, k2, ks, stride, shortcut, slope,
+           padding='original'):
   """Autodiff reference: moments, tf.nn.batch_normalization, act, convs."""
   def bn_act(t, gamma, beta):
     mean, var = tf.nn.moments(t, [0, 1, 2])
     y = tf.nn.batch_normalization(t, mean, var, beta, gamma, EPS)
     return tf.nn.leaky_relu(y, slope) if slope else tf.nn.relu(y)
+  conv = lambda t, k, s: _original_conv(t, k, s, padding)
   a1 = bn_act(x, g1, b1)
-  r1 = tf.nn.conv2d(a1, k1, stride, 'SAME')
+  r1 = conv(a1, k1, stride)
   a2 = bn_act(r1, g2, b2)
   if shortcut == 'identity':
     sc = x
+  elif shortcut == 'activation_identity':
+    sc = a1
   else:
-    sc = tf.nn.conv2d(a1 if shortcut == 'activation' else x, ks, stride,
-                      'SAME')
-  return sc + tf.nn.conv2d(a2, k2, 1, 'SAME')
+    sc = conv(a1 if shortcut == 'activation' else x, ks, stride)
+  return sc + conv(a2, k2, 1)
 
 
 def _params(rng, c, f, shortcut):
@@ -34,8 +47,8 @@ def _params(rng, c, f, shortcut):
       g2=t(rng.uniform(0.5, 1.5, f)), b2=t(rng.normal(0, 0.5, f)),
       k1=t(rng.normal(0, 0.3, (3, 3, c, f))),
       k2=t(rng.normal(0, 0.3, (3, 3, f, f))),
-      ks=None if shortcut == 'identity' else t(rng.normal(0, 0.3,
-                                                          (1, 1, c, f))))
+      ks=t(rng.normal(0, 0.3, (1, 1, c, f)))
+      if shortcut in ('activation', 'input') else None)
 
 
 def _lean(x, p, stride, shortcut, slope, recompute):
@@ -51,6 +64,8 @@ def _lean(x, p, stride, shortcut, slope, recompute):
 @pytest.mark.parametrize('shortcut,channels,stride,slope', [
     ('identity', 6, 1, 0.1),
     ('activation', 4, 1, 0.0),
+    ('activation', 4, 2, 0.1),  # Every WRN group's first block.
+    ('activation_identity', 6, 1, 0.1),  # WRN-28-1's first block.
     ('input', 4, 2, 0.1),
 ])
 def test_outputs_and_gradients_equal_autodiff(shortcut, channels, stride,
@@ -81,10 +96,58 @@ def test_outputs_and_gradients_equal_autodiff(shortcut, channels, stride,
     assert np.abs(a).max() > 1e-2, name  # Not trivially zero.
 
 
+def test_reference_sees_the_padding():
+  """For stride 2 on an even size 'SAME' pads (0, 1), the original (1, 1):
+  the reference above (and the block) tell them apart."""
+  rng = np.random.default_rng(3)
+  x = tf.constant(rng.normal(size=(2, 8, 8, 4)), tf.float32)
+  p = _params(rng, 4, 6, 'activation')
+  args = (x, *p.values(), 2, 'activation', 0.1)
+  ours = _lean(x, p, 2, 'activation', 0.1, recompute=False).numpy()
+  original = _plain(*args).numpy()
+  same = _plain(*args, padding='SAME').numpy()
+  np.testing.assert_allclose(ours, original, rtol=1e-5, atol=1e-5)
+  assert np.abs(same - original).max() > 0.1
+  # Stride 1 and 1x1 convolutions: both paddings are the same.
+  for k, stride in ((3, 1), (1, 2), (1, 1)):
+    kernel = tf.constant(rng.normal(size=(k, k, 4, 3)), tf.float32)
+    np.testing.assert_allclose(
+        _original_conv(x, kernel, stride),
+        tf.nn.conv2d(x, kernel, stride, pab.padding(k, stride)), atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16', 'float16'])
+def test_recomputed_batch_norm_equals_the_forward_bit_for_bit(dtype):
+  """The backward pass reads the activation's derivative from the sign of
+  the recomputed map: it must be the forward's exactly, also near 0."""
+  from networks import bn_act  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  x = tf.cast(rng.normal(0.5, 2.0, (16, 9, 9, 8)), dtype)
+  gamma = tf.constant(rng.uniform(0.5, 1.5, 8), tf.float32)
+  beta = tf.constant(rng.normal(0, 0.5, 8), tf.float32)
+  y, mean, var, var_unbiased = bn_act.batch_norm_train(x, gamma, beta,
+                                                       epsilon=EPS)
+  again = bn_act.renormalize(tf.identity(x), gamma, beta, mean, var,
+                             epsilon=EPS, fused=True)
+  assert y.dtype == tf.float32
+  np.testing.assert_array_equal(again.numpy(), y.numpy())
+  # The inference-mode kernel given the batch statistics is close, but not
+  # always exact (hence `renormalize`).
+  infer = bn_act.batch_norm_infer(x, mean, var, gamma, beta, epsilon=EPS)
+  np.testing.assert_allclose(tf.cast(infer, tf.float32),
+                             tf.cast(y, tf.float32), atol=0.02)
+  xs = tf.cast(x, tf.float32).numpy()
+  np.testing.assert_allclose(mean, xs.mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(var, xs.var((0, 1, 2)), rtol=1e-4)
+  np.testing.assert_allclose(var_unbiased, xs.var((0, 1, 2), ddof=1),
+                             rtol=1e-4)
+
+
 def test_unknown_shortcut_and_bad_stride_are_errors():
   rng = np.random.default_rng(1)
   p = _params(rng, 4, 4, 'identity')
-  with pytest.raises(ValueError, match='identity, activation, input'):
+  with pytest.raises(ValueError, match='identity, activation, input, '
+                     'activation_identity'):
     pab.preact_block(tf.zeros([1, 4, 4, 4]), (None,) * 4, (None,) * 4,
                      p['k1'], p['k2'], None, stride=1, shortcut='skip',
                      epsilon=EPS, slope=0.1, training=True)
@@ -100,25 +163,28 @@ def test_layer_updates_moving_statistics_and_infers_with_them():
   out = layer(x, training=True)
   assert out.shape == (4, 4, 4, 8) and layer.shortcut == 'activation'
   mean1, var1 = tf.nn.moments(x, [0, 1, 2])
+  # The moving variance moves towards the Bessel-corrected batch variance
+  # (the original's fused Keras 2 layer); n = 4 * 8 * 8 positions.
+  bessel1, bessel2 = 256 / 255, 64 / 63
   np.testing.assert_allclose(layer.bn1[2].numpy(), 0.1 * mean1.numpy(),
                              rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(layer.bn1[3].numpy(), 0.9 + 0.1 * var1.numpy(),
-                             rtol=1e-5)
+  np.testing.assert_allclose(layer.bn1[3].numpy(),
+                             0.9 + 0.1 * bessel1 * var1.numpy(), rtol=1e-5)
   # The second batch norm's statistics are those of the first conv's output.
   a1 = tf.nn.leaky_relu((x - mean1) * tf.math.rsqrt(var1 + EPS), 0.1)
-  r1 = tf.nn.conv2d(a1, layer.kernel1, 2, 'SAME')
+  r1 = _original_conv(a1, layer.kernel1, 2)
   mean2, var2 = tf.nn.moments(r1, [0, 1, 2])
   np.testing.assert_allclose(layer.bn2[2].numpy(), 0.1 * mean2.numpy(),
                              rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(layer.bn2[3].numpy(), 0.9 + 0.1 * var2.numpy(),
-                             rtol=1e-4)
+  np.testing.assert_allclose(layer.bn2[3].numpy(),
+                             0.9 + 0.1 * bessel2 * var2.numpy(), rtol=1e-4)
   # Inference uses the moving statistics.
   mm1, mv1, mm2, mv2 = (v.numpy() for v in (*layer.bn1[2:], *layer.bn2[2:]))
   a1 = tf.nn.leaky_relu((x - mm1) * tf.math.rsqrt(mv1 + EPS), 0.1)
-  r1 = tf.nn.conv2d(a1, layer.kernel1, 2, 'SAME')
+  r1 = _original_conv(a1, layer.kernel1, 2)
   a2 = tf.nn.leaky_relu((r1 - mm2) * tf.math.rsqrt(mv2 + EPS), 0.1)
-  expected = (tf.nn.conv2d(a1, layer.shortcut_kernel, 2, 'SAME') +
-              tf.nn.conv2d(a2, layer.kernel2, 1, 'SAME'))
+  expected = (_original_conv(a1, layer.shortcut_kernel, 2) +
+              _original_conv(a2, layer.kernel2, 1))
   np.testing.assert_allclose(layer(x, training=False).numpy(),
                              expected.numpy(), rtol=1e-4, atol=1e-4)
   assert [v.name for v in layer.non_trainable_variables] == [
@@ -175,7 +241,7 @@ def test_synchronized_block_on_two_replicas_equals_one_device():
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
   for a, b in zip(one[2], two[2]):  # Moving statistics: the full batch's.
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(one[2][1], x.var((0, 1, 2)), rtol=1e-4)
+  np.testing.assert_allclose(one[2][1], x.var((0, 1, 2), ddof=1), rtol=1e-4)
   # Unsynchronised statistics (each half's own) give other gradients.
   local = _replica_grads(x, synchronized=False, replicas=2)
   assert np.abs(local[0] - one[0]).max() > 1e-2
