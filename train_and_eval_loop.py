@@ -57,7 +57,10 @@ def main(argv: List[str]) -> Optional[int]:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   # Read by TensorFlow once, when it is imported (so before the import).
-  os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if FLAGS.onednn else '0'
+  # Two settings act before the config exists: TensorFlow reads the oneDNN
+  # switch once, when imported, and determinism is process-wide.
+  early, _ = crest_flags.values_from_flags(FLAGS)
+  os.environ['TF_ENABLE_ONEDNN_OPTS'] = '1' if early['onednn'] else '0'
   from crest import interrupt  # pylint: disable=g-import-not-at-top
   interrupt.install()
   try:
@@ -65,7 +68,7 @@ def main(argv: List[str]) -> Optional[int]:
     from crest import generations  # pylint: disable=g-import-not-at-top
     from crest import strategy as strategy_lib  # pylint: disable=g-import-not-at-top
     from crest.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
-    if FLAGS.deterministic:
+    if early['deterministic']:
       tf.config.experimental.enable_op_determinism()
     cfg, data, strategy = build_config()
     try:
