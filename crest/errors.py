@@ -8,6 +8,7 @@ from typing import Iterable
 
 from augment.errors import AugmentError
 from data.errors import DataError, DataSettingError  # pylint: disable=unused-import
+from networks.errors import NetworkError
 
 
 class UserError(Exception):
@@ -18,7 +19,7 @@ class ConfigError(UserError, ValueError):
   """An invalid flag or flag combination."""
 
 
-USER_ERRORS = (UserError, DataError, AugmentError)
+USER_ERRORS = (UserError, DataError, AugmentError, NetworkError)
 
 
 def choices(values: Iterable) -> str:

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 
 import keras
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 
 BN_MOMENTUM = 0.999
 BN_EPSILON = 1e-3
@@ -161,7 +161,7 @@ def activation(kind: str, name: str | None = None) -> keras.layers.Layer:
     return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
   if kind == 'relu':
     return keras.layers.ReLU(name=name)
-  raise ConfigError(
+  raise NetworkError(
       f'Unknown activation {kind!r}; valid choices: {", ".join(ACTIVATIONS)}.')
 
 
@@ -224,24 +224,24 @@ def head(features, *, num_classes: int, head_arch: str,
 def check_common(*, num_classes: int, input_shape: Sequence[int],
                  activation_kind: str, head_arch: str,
                  head_mlp_dims: Sequence[int], min_size: int) -> None:
-  """Raises ConfigError on arguments no network accepts."""
+  """Raises NetworkError on arguments no network accepts."""
   if int(num_classes) < 1:
-    raise ConfigError(f'num_classes must be >= 1, got {num_classes}.')
+    raise NetworkError(f'num_classes must be >= 1, got {num_classes}.')
   if len(tuple(input_shape)) != 3:
-    raise ConfigError(
+    raise NetworkError(
         f'input_shape must be (H, W, C), got {tuple(input_shape)}.')
   h, w, c = (int(v) for v in input_shape)
   if h < min_size or w < min_size or c < 1:
-    raise ConfigError(
+    raise NetworkError(
         f'input_shape {tuple(input_shape)} is too small: height and width '
         f'must be >= {min_size} and channels >= 1.')
   if activation_kind not in ACTIVATIONS:
-    raise ConfigError(f'Unknown activation {activation_kind!r}; valid '
+    raise NetworkError(f'Unknown activation {activation_kind!r}; valid '
                       f'choices: {", ".join(ACTIVATIONS)}.')
   if head_arch not in HEADS:
-    raise ConfigError(f'Unknown head_arch {head_arch!r}; valid choices: '
+    raise NetworkError(f'Unknown head_arch {head_arch!r}; valid choices: '
                       f'{", ".join(HEADS)}.')
   if head_arch == 'mlp' and not tuple(head_mlp_dims):
-    raise ConfigError("head_arch='mlp' needs head_mlp_dims, e.g. (128,).")
+    raise NetworkError("head_arch='mlp' needs head_mlp_dims, e.g. (128,).")
   if any(int(d) < 1 for d in head_mlp_dims):
-    raise ConfigError(f'head_mlp_dims must be positive, got {head_mlp_dims}.')
+    raise NetworkError(f'head_mlp_dims must be positive, got {head_mlp_dims}.')

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional
 
 import keras
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import preact_block
 from networks import resnet
 from networks import small
@@ -56,7 +56,7 @@ def _lookup(arch: str) -> Entry:
   by_lower = {k.lower(): v for k, v in _ENTRIES.items()}
   entry = by_lower.get(str(arch).lower())
   if entry is None:
-    raise ConfigError(f'Unknown network architecture {arch!r}; valid choices '
+    raise NetworkError(f'Unknown network architecture {arch!r}; valid choices '
                       f'(case-insensitive): {", ".join(names())}.')
   return entry
 
@@ -70,11 +70,11 @@ def original_variables(arch: str, model: keras.Model) -> Dict:
   """{original variable name: our variable} of a model built as `arch`.
 
   Raises:
-    ConfigError: unknown architecture, or one with no original.
+    NetworkError: unknown architecture, or one with no original.
   """
   entry = _lookup(arch)
   if entry.original_variables is None:
-    raise ConfigError(f'Network {arch!r} has no counterpart in the original '
+    raise NetworkError(f'Network {arch!r} has no counterpart in the original '
                       'code, so its weights cannot be loaded by name.')
   return entry.original_variables(model)
 
@@ -107,13 +107,13 @@ def build(arch: str, *, num_classes: int, input_shape: tuple[int, int, int],
     statistics are in `model.non_trainable_variables`.
 
   Raises:
-    ConfigError: unknown architecture or invalid argument.
+    NetworkError: unknown architecture or invalid argument.
   """
   entry = _lookup(arch)
   if impl is None or (impl == 'lean' and impl not in entry.impls):
     impl = entry.impls[0]  # 'lean' where the network has it.
   if impl not in entry.impls:
-    raise ConfigError(f'--net_impl={impl!r} is not offered by {arch!r}; '
+    raise NetworkError(f'--net_impl={impl!r} is not offered by {arch!r}; '
                       f'valid choices: {", ".join(entry.impls)}.')
   kwargs = dict(impl=impl) if len(entry.impls) > 1 else {}
   return entry.build(num_classes=num_classes, input_shape=tuple(input_shape),

@@ -53,7 +53,7 @@ from typing import Callable, Dict, Sequence
 import keras
 import tensorflow as tf
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import common
 
 BN_MOMENTUM = 0.9
@@ -233,17 +233,17 @@ def build_resnet(arch: str, *, num_classes: int,
     A built keras.Model: images float32 [B, H, W, C] -> logits float32 [B, K].
 
   Raises:
-    ConfigError: unknown arch, unsupported input size, width too small, or
+    NetworkError: unknown arch, unsupported input size, width too small, or
       an invalid common argument.
   """
   by_lower = {k.lower(): k for k in ARCHS}
   if str(arch).lower() not in by_lower:
-    raise ConfigError(f'Unknown ResNet {arch!r}; valid: {", ".join(ARCHS)}.')
+    raise NetworkError(f'Unknown ResNet {arch!r}; valid: {", ".join(ARCHS)}.')
   arch = by_lower[str(arch).lower()]
   blocks, bottleneck, preact = ARCHS[arch]
   shape = tuple(int(v) for v in input_shape)
   if len(shape) == 3 and (shape[0] not in STEMS or shape[1] not in STEMS):
-    raise ConfigError(
+    raise NetworkError(
         f'{arch} has stems for input sizes {", ".join(map(str, SIZES))} '
         f'only (height and width each one of them, as the original); got '
         f'input_shape {shape}. Resize the images or use --net_arch=WRN28.')
@@ -252,7 +252,7 @@ def build_resnet(arch: str, *, num_classes: int,
                       head_mlp_dims=head_mlp_dims, min_size=min(SIZES))
   filters = stage_filters(width)
   if min(filters) < 1:
-    raise ConfigError(f'--net_width={width} leaves int(64 * width) = '
+    raise NetworkError(f'--net_width={width} leaves int(64 * width) = '
                       f'{filters[0]} filters; use a width >= 1/64.')
   kernel, stem_stride, maxpool = STEMS[shape[0]]
   kw = dict(act=activation, bn_sync=bn_sync)

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import keras
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import common
 
 MIN_SIZE = 16
@@ -58,7 +58,7 @@ def build_small(*, num_classes: int, input_shape: tuple[int, int, int],
                       activation_kind=activation, head_arch=head_arch,
                       head_mlp_dims=head_mlp_dims, min_size=MIN_SIZE)
   if float(width) < 1 or not float(width).is_integer():
-    raise ConfigError(f'small width must be a whole number >= 1 (base '
+    raise NetworkError(f'small width must be a whole number >= 1 (base '
                       f'filters 16 * width), got {width}.')
   b = 16 * int(width)
   inputs = keras.Input(shape=tuple(int(v) for v in input_shape), name='images')

@@ -58,7 +58,7 @@ from typing import Callable, Dict, Sequence
 
 import keras
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import bn_act
 from networks import common
 from networks import preact_block
@@ -81,14 +81,14 @@ def check_width(arch: str, width) -> int:
   """The widening factor k as an int.
 
   Raises:
-    ConfigError: `width` is not a whole number >= 1 (2.0 is fine, 2.5 not).
+    NetworkError: `width` is not a whole number >= 1 (2.0 is fine, 2.5 not).
   """
   try:
     value = float(width)
   except (TypeError, ValueError):
     value = float('nan')
   if not value.is_integer() or value < 1:
-    raise ConfigError(f'{arch} width must be a whole number >= 1 (filters '
+    raise NetworkError(f'{arch} width must be a whole number >= 1 (filters '
                       f'16k, 32k, 64k, ...), got {width}.')
   return int(value)
 
@@ -162,10 +162,10 @@ def build_wrn(arch: str, *, num_classes: int,
     A built keras.Model: images float32 [B, H, W, C] -> logits float32 [B, K].
 
   Raises:
-    ConfigError: invalid argument.
+    NetworkError: invalid argument.
   """
   if arch not in ARCHS:
-    raise ConfigError(f'Unknown WideResNet {arch!r}; valid choices: '
+    raise NetworkError(f'Unknown WideResNet {arch!r}; valid choices: '
                       f'{", ".join(ARCHS)}.')
   groups = ARCHS[arch]
   common.check_common(num_classes=num_classes, input_shape=input_shape,
@@ -174,7 +174,7 @@ def build_wrn(arch: str, *, num_classes: int,
                       min_size=2 ** (len(groups) - 1))
   k = check_width(arch, width)
   if impl not in IMPLS:
-    raise ConfigError(f'Unknown WideResNet implementation {impl!r}; valid '
+    raise NetworkError(f'Unknown WideResNet implementation {impl!r}; valid '
                       f'choices: {", ".join(IMPLS)}.')
   shape = tuple(int(v) for v in input_shape)
   inputs = keras.Input(shape=shape, name='images')

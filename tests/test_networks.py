@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import bn_act
 from networks import preact_block
 from networks import common
@@ -27,20 +27,20 @@ def test_names_and_lookup():
   assert {'small', 'ResNet50', 'ResNet152V2'} <= set(registry.names())
   m = registry.build('SMALL', num_classes=4, input_shape=(16, 16, 3))
   assert m.output_shape == (None, 4)
-  with pytest.raises(ConfigError, match='WRN28.*small.*ResNet50') as info:
+  with pytest.raises(NetworkError, match='WRN28.*small.*ResNet50') as info:
     registry.build('resnet34', num_classes=10, input_shape=(32, 32, 3))
   assert isinstance(info.value, ValueError)
   assert registry.names()[1] == 'WRN37'
   assert registry.impls('WRN28') == registry.impls('wrn37') == (
       'lean', 'keras')
-  with pytest.raises(ConfigError, match='lean, keras'):
+  with pytest.raises(NetworkError, match='lean, keras'):
     registry.build('WRN28', num_classes=10, input_shape=(32, 32, 3),
                    impl='fused')
 
 
 @pytest.mark.parametrize('width', [2.5, 0.5, 0, 'two'])
 def test_wrn_width_must_be_whole(width):
-  with pytest.raises(ConfigError, match=f'width.*got {width}'):
+  with pytest.raises(NetworkError, match=f'width.*got {width}'):
     registry.build('WRN28', num_classes=10, input_shape=(32, 32, 3),
                    width=width)
 
@@ -61,7 +61,7 @@ def test_wrn_width_as_float(wrn):
 ])
 def test_bad_arguments(kwargs):
   args = dict(num_classes=10, input_shape=(32, 32, 3)) | kwargs
-  with pytest.raises(ConfigError):
+  with pytest.raises(NetworkError):
     registry.build('small', **args)
 
 

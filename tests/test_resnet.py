@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import FIXTURES
-from crest.errors import ConfigError
+from networks.errors import NetworkError
 from networks import common
 from networks import registry
 from networks import resnet
@@ -157,7 +157,7 @@ def test_stem_by_input_size(size, kernel, stem_out, pooled, final):
 
 @pytest.mark.parametrize('shape', [(48, 48, 3), (32, 48, 3), (224, 224, 3)])
 def test_unsupported_size_is_refused(shape):
-  with pytest.raises(ConfigError, match='32, 64, 96, 128, 256'):
+  with pytest.raises(NetworkError, match='32, 64, 96, 128, 256'):
     registry.build('ResNet50', num_classes=10, input_shape=shape)
 
 
@@ -170,7 +170,7 @@ def test_width_rounds_as_the_original():
                                                                     19)
   assert m.get_layer('conv5_block3_3_conv').kernel.shape[-1] == 4 * 153
   assert m.get_layer('logits').kernel.shape == (4 * 153, 10)
-  with pytest.raises(ConfigError, match='net_width'):
+  with pytest.raises(NetworkError, match='net_width'):
     _build(width=0.01)
 
 
