@@ -39,6 +39,7 @@ class Config:
   data_file: str = ''
   darp_n1: Optional[int] = None
   darp_m1: Optional[int] = None
+  imagenet127_test: str = 'imbalanced'
   input_shape: Tuple[int, int, int] = (32, 32, 3)
   # Augmentation.
   augment: str = 'dh'
@@ -151,7 +152,8 @@ class Config:
                     num_labeled=self.num_labeled,
                     is_balanced=self.is_balanced, fold=self.fold,
                     darp_n1=self.darp_n1, darp_m1=self.darp_m1,
-                    data_file=self.data_file)
+                    data_file=self.data_file,
+                    imagenet127_test=self.imagenet127_test)
 
 
 def semantic_diff(a: Config, b: Config) -> Dict[str, Tuple[Any, Any]]:

@@ -45,6 +45,9 @@ _FLAGS = [
     ('darp_m1', 'optint', None,
      'DARP protocol: unlabeled examples of the head class (default 3000; '
      'CIFAR-100: 300).'),
+    ('imagenet127_test', 'str', _D.imagenet127_test,
+     'ImageNet-127 test set: imbalanced (the whole ILSVRC validation set) '
+     'or balanced (the first min-class-count images of each class).'),
     ('input_shape', 'str', '32,32,3',
      'Image shape H,W,C; must match the data (Fashion-MNIST: 28,28,1). Left '
      'at its default, it follows the dataset.'),

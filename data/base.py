@@ -28,6 +28,8 @@ class DataArgs:
     darp_n1: DARP labeled head-class count (None: the dataset's default).
     darp_m1: DARP unlabeled head-class count (None: the dataset's default).
     data_file: path of a user `.npz` file (own-data datasets).
+    imagenet127_test: ImageNet-127's test set, 'imbalanced' (the whole
+      validation set) or 'balanced' (as many images of each class).
   """
   dataset: str
   ml_data: str = ''
@@ -39,6 +41,7 @@ class DataArgs:
   darp_n1: Optional[int] = None
   darp_m1: Optional[int] = None
   data_file: str = ''
+  imagenet127_test: str = 'imbalanced'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -74,6 +74,34 @@ def _views(fn, images: tf.Tensor, num: int, seed: tf.Tensor) -> tf.Tensor:
   return tf.stack(views, axis=1)
 
 
+def row_gather(images: np.ndarray):
+  """A function positions int64 [n] -> uint8 [n, H, W, C], rows of `images`.
+
+  An in-memory array becomes one constant, gathered in the graph. A
+  memory-mapped one (`np.load(..., mmap_mode='r')`, e.g. ImageNet-127) is
+  never copied whole: each batch reads its rows from the file (in ascending
+  order, through the page cache). Both give the same batches.
+  """
+  if not isinstance(images, np.memmap):
+    images_t = tf.constant(images)
+    return lambda positions: tf.gather(images_t, positions)
+  row_shape = tuple(images.shape[1:])
+
+  def read(positions):
+    order = np.argsort(positions, kind='stable')
+    rows = np.empty((len(positions),) + row_shape, images.dtype)
+    rows[order] = images[positions[order]]
+    return rows
+
+  def gather(positions):
+    rows = tf.numpy_function(read, [positions], tf.as_dtype(images.dtype),
+                             stateful=False)
+    rows.set_shape(positions.shape.concatenate(row_shape))
+    return rows
+
+  return gather
+
+
 def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
                   labeled_labels: np.ndarray, stream_positions: np.ndarray,
                   stream_labels: np.ndarray, spec: StreamSpec,
@@ -82,7 +110,8 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   """`num_steps` batches of the training stream, from batch `start_step` on.
 
   Args:
-    images: uint8 [N, H, W, C], the training images.
+    images: uint8 [N, H, W, C], the training images (in memory or
+      memory-mapped; see `row_gather`).
     labeled_positions: int [L], rows of `images` in the labeled set.
     labeled_labels: int [L], the labels they are trained with.
     stream_positions: int [M], rows the unlabeled stream draws from.
@@ -103,7 +132,7 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   aug_l = augment_registry.build(spec.augment, size)
   aug_w = augment_registry.build(spec.weakaug, size)
   aug_s = augment_registry.build(spec.strongaug, size)
-  images_t = tf.constant(images)
+  gather_rows = row_gather(images)
   lab_pos = tf.constant(np.asarray(labeled_positions, np.int64))
   lab_y = tf.constant(np.asarray(labeled_labels, np.int64))
   str_pos = tf.constant(np.asarray(stream_positions, np.int64))
@@ -115,8 +144,8 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   def make(step):
     il = stream_indices(_fold(seed, _LABELED), step, bl, n_l)
     iu = stream_indices(_fold(seed, _UNLABELED), step, bu, n_u)
-    xl = tf.gather(images_t, tf.gather(lab_pos, il))
-    xu = tf.gather(images_t, tf.gather(str_pos, iu))
+    xl = gather_rows(tf.gather(lab_pos, il))
+    xu = gather_rows(tf.gather(str_pos, iu))
     out = {
         'x_l': aug_l(xl, _fold(seed, _AUG_L, step)),
         'y_l': tf.gather(lab_y, il),

@@ -18,7 +18,10 @@ from data import base
 #   'balanced': balanced CIFAR, split by num_labeled / is_balanced.
 #   'darp': DARP protocol, class_im_ratio is gamma >= 1.
 #   'npz': own data as is, split by percent_labeled.
+#   'natural': naturally long-tailed data as is (ImageNet-127), split by
+#     percent_labeled; class_im_ratio is ignored.
 _LT, _BALANCED, _DARP, _NPZ = 'lt', 'balanced', 'darp', 'npz'
+_NATURAL = 'natural'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,8 @@ _REGISTRY = {
     'cifar10ltdarp': _Entry('data.cifar_darp', _DARP, 10, True),
     'cifar100ltdarp': _Entry('data.cifar_darp', _DARP, 100, True),
     'fashionmnistlt': _Entry('data.fashion_mnist', _LT, 10, False),
+    'imagenet127_32': _Entry('data.imagenet127', _NATURAL, 127, True),
+    'imagenet127_64': _Entry('data.imagenet127', _NATURAL, 127, True),
     'npz': _Entry('data.own_npz', _NPZ, None, False, needs_data_file=True),
     'npzlt': _Entry('data.own_npz', _LT, None, False, needs_data_file=True),
     'synthetic': _Entry('data.synthetic', _LT, 10, False),
@@ -123,6 +128,11 @@ def validate(args: base.DataArgs) -> None:
     raise errors.DataSettingError(
         f'--num_labeled={args.num_labeled!r} must be a positive integer '
         f'(labeled examples per class) for dataset {name!r}.')
+  if args.imagenet127_test not in ('imbalanced', 'balanced'):
+    raise errors.DataSettingError(
+        f'--imagenet127_test={args.imagenet127_test!r}: choose imbalanced '
+        f'(the whole ILSVRC validation set) or balanced (the same number of '
+        f'test images per class).')
   if entry.needs_data_file and not args.data_file:
     raise errors.DataSettingError(
         f'Dataset {name!r} reads your own data: set --data_file to a .npz '

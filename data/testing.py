@@ -120,3 +120,37 @@ def write_png_records(path: str, images: np.ndarray,
                       labels: np.ndarray) -> None:
   """FixMatch-format records: uint8 [N, H, W, C] images, int [N] labels."""
   records.write_examples(path, records.encode_png(images), labels)
+
+
+def write_downsampled_imagenet(directory: str, size: int,
+                               train_labels: np.ndarray,
+                               test_labels: np.ndarray, num_files: int = 10,
+                               seed: int = 0, npz: bool = False) -> None:
+  """Downsampled-ImageNet files (`train_data_batch_1..num_files`, `val_data`)
+  with random pixels, as Python-2 pickles (or `.npz` with `npz=True`).
+
+  Args:
+    directory: where to write (created).
+    size: S, the images' side.
+    train_labels: int [N] 1-based ILSVRC labels, split in order over the
+      batch files (numpy.array_split).
+    test_labels: int [T] 1-based labels of val_data.
+    num_files: how many training batch files.
+    seed: seed of the pixels.
+    npz: write `.npz` archives instead of pickles.
+  """
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  parts = np.array_split(np.asarray(train_labels, np.int64), num_files)
+  names = [f'train_data_batch_{i + 1}' for i in range(num_files)]
+  for name, labels in zip(names + ['val_data'], parts + [test_labels]):
+    data = rng.integers(0, 256, (len(labels), 3 * size * size), np.uint8)
+    d = {'data': data, 'labels': [int(v) for v in labels]}
+    if name != 'val_data':
+      d['mean'] = data.mean(axis=0)
+    path = os.path.join(directory, name)
+    if npz:
+      np.savez(path + '.npz', data=data, labels=np.asarray(labels, np.int64))
+    else:
+      with open(path, 'wb') as f:
+        f.write(py2_pickle(d))
