@@ -126,7 +126,7 @@ def convert(paths: List[str], out_dir: Optional[str], name: str, size: int,
   return np.concatenate(labels), size, out_dir
 
 
-def prepare(source: str, root: str, size: int = 0, chunk: int = 4096,
+def prepare(source: str, root: str, size: int = 0, chunk: int = 1024,
             log=print) -> str:
   """Converts one resolution. Returns the output directory.
 
@@ -185,7 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help='data root (default: $ML_DATA)')
   parser.add_argument('--size', type=int, default=0, choices=[0, 32, 64],
                       help='expected resolution (default: read from the files)')
-  parser.add_argument('--chunk', type=int, default=4096,
+  parser.add_argument('--chunk', type=int, default=1024,
                       help='images converted at a time')
   args = parser.parse_args(argv)
   try:
