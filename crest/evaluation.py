@@ -61,37 +61,39 @@ class Evaluator:
         self.strategy.run(self._forward_ema, args=(x,)), 0),)
 
   def logits(self, images: np.ndarray, num_classes: int,
-             raw: bool = True) -> tuple:
+             raw: bool = True, positions: np.ndarray = None) -> tuple:
     """Logits on un-augmented images: (raw, EMA), or (EMA,) if not `raw`.
 
     Args:
-      images: uint8 [N, H, W, C].
+      images: uint8 [N, H, W, C], in memory or memory-mapped: only one
+        batch of it is read (copied) at a time.
       num_classes: K (for the shape of an empty result).
       raw: also the raw model's logits.
+      positions: int [M], the rows of `images` to score (default: all).
 
-    Returns: float32 [N, K] arrays.
+    Returns: float32 [N, K] (or [M, K]) arrays.
     """
-    n = len(images)
+    n = len(images) if positions is None else len(positions)
     step_fn = self._eval_both if raw else self._eval_ema
     if n == 0:
       return tuple(np.zeros([0, num_classes], np.float32)
                    for _ in range(1 + raw))
-    # Pad to whole batches so that one trace serves every batch.
     batch = self.batch_size
-    padded = -n % batch
-    if padded:
-      images = np.concatenate([images, np.zeros((padded,) + images.shape[1:],
-                                                images.dtype)])
     # Global replica r (on any worker) takes rows [r b, (r + 1) b) of each
     # batch; strategy.gather puts them back in order. Slicing here instead of
     # distributing a tf.data pipeline saves seconds per call.
     per_replica = batch // self.num_replicas
     parts = []
-    for start in range(0, len(images), batch):
+    for start in range(0, n, batch):
+      rows = (images[start:start + batch] if positions is None else
+              images[np.asarray(positions[start:start + batch], np.int64)])
+      if len(rows) < batch:  # Pad the last batch: one trace serves all.
+        rows = np.concatenate([rows, np.zeros(
+            (batch - len(rows),) + rows.shape[1:], rows.dtype)])
 
-      def replica_rows(ctx, start=start):
-        first = start + ctx.replica_id_in_sync_group * per_replica
-        return tf.constant(images[first:first + per_replica])
+      def replica_rows(ctx, rows=rows):
+        first = ctx.replica_id_in_sync_group * per_replica
+        return tf.constant(rows[first:first + per_replica])
 
       parts.append(step_fn(
           self.strategy.experimental_distribute_values_from_function(

@@ -111,7 +111,7 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
 
   # Pseudo-label the unlabeled pool with the EMA model and select.
   pool = data.unlabeled_positions
-  scores = (trainer.predict_ema(data.train_images[pool]) if len(pool) else
+  scores = (trainer.predict_ema(data.train_images, pool) if len(pool) else
             np.zeros([0, data.num_classes], np.float32))
   rows, labels, picked, predicted = selection.select_pseudo_labels(
       scores, np.asarray(data.gt_p_data), cfg.alpha, cfg.update_mode)

@@ -46,6 +46,8 @@ def run_name(cfg: Config) -> str:
     lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
   data_name = (f'{cfg.dataset}_im{format_ratio(cfg.class_im_ratio)}_{lab}'
                f'_fold{cfg.fold}')
+  if cfg.imagenet127_test != 'imbalanced':  # Another test set, another run.
+    data_name += f'_test-{cfg.imagenet127_test}'
   model_name = f'{cfg.net_arch}-{format_ratio(cfg.net_width)}'
   desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
           f'bs{cfg.batch_size}x{cfg.unlab_ratio}',

@@ -218,9 +218,12 @@ class GenerationTrainer:
       return logits
     return self.logits(self.data.test_images, raw=False)[0]
 
-  def predict_ema(self, images: np.ndarray) -> np.ndarray:
-    """Softmax scores of the EMA model, float32 [N, K]."""
-    (ema,) = self.logits(images, raw=False)
+  def predict_ema(self, images: np.ndarray,
+                  positions: np.ndarray = None) -> np.ndarray:
+    """Softmax scores of the EMA model on `images[positions]` (default: all
+    rows), float32 [N, K]; reads one batch of `images` at a time."""
+    (ema,) = self.evaluator.logits(images, self.num_classes, raw=False,
+                                   positions=positions)
     return tf.nn.softmax(ema).numpy()
 
   # -------------------------------------------------------------- training

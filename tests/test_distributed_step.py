@@ -149,3 +149,9 @@ def test_evaluation_on_two_replicas_equals_one_device(tmp_path):
   assert len({tuple(np.round(r, 4)) for r in ema2}) > 20  # Not constant.
   probs = two.predict_ema(images)
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+  # Scoring rows by position (the unlabeled pool of a memory-mapped set)
+  # reads them batch by batch and gives the scores of the copied rows.
+  positions = np.array([28, 3, 3, 17, 0, 9, 21, 11, 5])
+  np.testing.assert_allclose(two.predict_ema(one.data.test_images, positions),
+                             two.predict_ema(images[positions]), rtol=1e-6,
+                             atol=1e-7)
