@@ -152,6 +152,21 @@ def _act(x, kind: str, name: str):
   return common.activation(kind, name=f'{name}_{kind}')(x)
 
 
+def _residual_branch(x, filters: int, out_filters: int, *, bottleneck: bool,
+                     stride: int, act: str, bn_sync: bool, name: str):
+  """The residual branch up to its last convolution: bottleneck 1x1 -> 3x3
+  (strided) -> 1x1, or basic 3x3 (strided) -> 3x3, BN + activation between.
+  Returns (features, index of the last convolution in the layer names)."""
+  if bottleneck:
+    x = _conv(x, filters, 1, 1, f'{name}_1_conv')
+    x = _act(_bn(x, bn_sync, f'{name}_1_bn'), act, f'{name}_1')
+  i = 2 if bottleneck else 1
+  x = _conv(x, filters, 3, stride, f'{name}_{i}_conv')
+  x = _act(_bn(x, bn_sync, f'{name}_{i}_bn'), act, f'{name}_{i}')
+  x = _conv(x, out_filters, 1 if bottleneck else 3, 1, f'{name}_{i + 1}_conv')
+  return x, i + 1
+
+
 def _block_v1(x, filters: int, *, bottleneck: bool, stride: int,
               act: str, bn_sync: bool, name: str):
   """Post-activation block; the stride is on the 3x3 convolution."""
@@ -161,14 +176,10 @@ def _block_v1(x, filters: int, *, bottleneck: bool, stride: int,
     shortcut = _bn(shortcut, bn_sync, f'{name}_0_bn')
   else:
     shortcut = x
-  if bottleneck:
-    x = _conv(x, filters, 1, 1, f'{name}_1_conv')
-    x = _act(_bn(x, bn_sync, f'{name}_1_bn'), act, f'{name}_1')
-  i = 2 if bottleneck else 1
-  x = _conv(x, filters, 3, stride, f'{name}_{i}_conv')
-  x = _act(_bn(x, bn_sync, f'{name}_{i}_bn'), act, f'{name}_{i}')
-  x = _conv(x, out_filters, 1 if bottleneck else 3, 1, f'{name}_{i + 1}_conv')
-  x = _bn(x, bn_sync, f'{name}_{i + 1}_bn')
+  x, last = _residual_branch(x, filters, out_filters, bottleneck=bottleneck,
+                             stride=stride, act=act, bn_sync=bn_sync,
+                             name=name)
+  x = _bn(x, bn_sync, f'{name}_{last}_bn')
   x = keras.layers.Add(name=f'{name}_add')([shortcut, x])
   return _act(x, act, f'{name}_out')
 
@@ -185,13 +196,8 @@ def _block_v2(x, filters: int, *, bottleneck: bool, stride: int,
                                          name=f'{name}_skip_pool')(x)
   else:
     shortcut = x
-  if bottleneck:
-    x = _conv(x, filters, 1, 1, f'{name}_1_conv')
-    x = _act(_bn(x, bn_sync, f'{name}_1_bn'), act, f'{name}_1')
-  i = 2 if bottleneck else 1
-  x = _conv(x, filters, 3, stride, f'{name}_{i}_conv')
-  x = _act(_bn(x, bn_sync, f'{name}_{i}_bn'), act, f'{name}_{i}')
-  x = _conv(x, out_filters, 1 if bottleneck else 3, 1, f'{name}_{i + 1}_conv')
+  x, _ = _residual_branch(x, filters, out_filters, bottleneck=bottleneck,
+                          stride=stride, act=act, bn_sync=bn_sync, name=name)
   return keras.layers.Add(name=f'{name}_add')([shortcut, x])
 
 
