@@ -39,6 +39,8 @@ class Config:
   data_file: str = ''
   darp_n1: Optional[int] = None
   darp_m1: Optional[int] = None
+  darp_gamma_u: Optional[float] = None
+  darp_unlabeled_shape: str = 'longtail'
   imagenet127_test: str = 'imbalanced'
   input_shape: Tuple[int, int, int] = (32, 32, 3)
   # Augmentation.
@@ -152,6 +154,8 @@ class Config:
                     num_labeled=self.num_labeled,
                     is_balanced=self.is_balanced, fold=self.fold,
                     darp_n1=self.darp_n1, darp_m1=self.darp_m1,
+                    darp_gamma_u=self.darp_gamma_u,
+                    darp_unlabeled_shape=self.darp_unlabeled_shape,
                     data_file=self.data_file,
                     imagenet127_test=self.imagenet127_test)
 

@@ -45,6 +45,14 @@ _FLAGS = [
     ('darp_m1', 'optint', None,
      'DARP protocol: unlabeled examples of the head class (default 3000; '
      'CIFAR-100: 300).'),
+    ('darp_gamma_u', 'optfloat', None,
+     'DARP protocol: imbalance of the unlabeled set (unset: the labeled '
+     'gamma, "consistent"; 1: uniform; negative: reversed, the unlabeled '
+     'head being the labeled tail).'),
+    ('darp_unlabeled_shape', 'str', _D.darp_unlabeled_shape,
+     'DARP protocol: shape of the unlabeled class profile: longtail, middle '
+     '(largest counts in the middle classes) or head_tail (largest at both '
+     'ends).'),
     ('imagenet127_test', 'str', _D.imagenet127_test,
      'ImageNet-127 test set: imbalanced (the whole ILSVRC validation set) '
      'or balanced (the first min-class-count images of each class).'),

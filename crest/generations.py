@@ -24,6 +24,7 @@ from absl import logging
 from crest import config as config_lib
 from crest import metrics as metrics_lib
 from crest import records
+from crest import reported
 from crest import run_dir as run_dir_lib
 from crest import selection
 from crest.config import Config
@@ -140,6 +141,12 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
       'history': {k: v[-1] for k, v in trainer.epoch_log.history.items()
                   if not isinstance(v[-1], list) and k not in TIMING_METRICS},
   }
+  # The test set's kind, balanced accuracy and the statistics of the epoch
+  # history (final, medians of the last 10 / 20 epochs, best).
+  record.update(reported.record_fields(
+      data.test_labels, report['recall'],
+      data.train_labels[data.labeled_positions], trainer.epoch_log.history,
+      data.num_classes))
   if is_chief:
     records.write_npz(os.path.join(gen_dir, run_dir_lib.LABELED_SET_FILE),
                       positions=np.asarray(labeled_positions, np.int64),

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 
 from crest import records
 from crest.config import Config
+from data import layout as data_layout
 
 CONFIG_FILE = 'config.json'
 RECORD_FILE = 'generation.json'
@@ -48,6 +49,11 @@ def run_name(cfg: Config) -> str:
                f'_fold{cfg.fold}')
   if cfg.imagenet127_test != 'imbalanced':  # Another test set, another run.
     data_name += f'_test-{cfg.imagenet127_test}'
+  if cfg.darp_gamma_u is not None or cfg.darp_unlabeled_shape != 'longtail':
+    tag = data_layout.darp_unlabeled_tag(
+        cfg.class_im_ratio, cfg.darp_gamma_u, cfg.darp_unlabeled_shape)
+    if tag:  # Another unlabeled profile than the labeled one.
+      data_name += f'_{tag}'
   model_name = f'{cfg.net_arch}-{format_ratio(cfg.net_width)}'
   desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
           f'bs{cfg.batch_size}x{cfg.unlab_ratio}',

@@ -27,6 +27,12 @@ class DataArgs:
     fold: seed of the labeled split.
     darp_n1: DARP labeled head-class count (None: the dataset's default).
     darp_m1: DARP unlabeled head-class count (None: the dataset's default).
+    darp_gamma_u: DARP unlabeled imbalance (None: the labeled gamma,
+      'consistent'; 1 uniform; negative: reversed, the unlabeled head being
+      the labeled tail).
+    darp_unlabeled_shape: DARP unlabeled profile shape: 'longtail' (class 0
+      the head, or the tail when darp_gamma_u < 0), 'middle' or 'head_tail'
+      (`data.splits.profile_ranks`).
     data_file: path of a user `.npz` file (own-data datasets).
     imagenet127_test: ImageNet-127's test set, 'imbalanced' (the whole
       validation set) or 'balanced' (as many images of each class).
@@ -40,6 +46,8 @@ class DataArgs:
   fold: int = 1
   darp_n1: Optional[int] = None
   darp_m1: Optional[int] = None
+  darp_gamma_u: Optional[float] = None
+  darp_unlabeled_shape: str = 'longtail'
   data_file: str = ''
   imagenet127_test: str = 'imbalanced'
 

@@ -13,6 +13,14 @@ labeled set is the labeled file's records, the pool the unlabeled file's, and
 the unlabeled stream all of them. The split is fixed by the files, so `fold`
 does not change the data. The loader checks that the per-class counts are the
 protocol's for the N1/M1 in use.
+
+The unlabeled set may follow another class profile than the labeled one
+(`darp_gamma_u`: 1 uniform, negative reversed; `darp_unlabeled_shape`:
+middle, head_tail; `data.splits.darp_unlabeled_counts`), read from its own
+unlabeled file (`data.layout.darp_paths`) next to the same labeled file.
+`gt_p_data` stays the LABELED prior `mu ** k` whatever the unlabeled profile
+(the unlabeled distribution is unknown to a method, as in the papers that
+use these protocols).
 """
 from __future__ import annotations
 
@@ -36,35 +44,52 @@ def n1_m1(args: base.DataArgs, num_classes: int):
           args.darp_m1 if args.darp_m1 is not None else m1)
 
 
+def unlabeled_flags(gamma_u, shape: str) -> str:
+  """The `scripts/prepare_cifar.py` flag of an unlabeled profile (with a
+  leading space): `--darp_unlabeled=GAMMA_U` or `=SHAPE[:GAMMA_U]`."""
+  if shape == 'longtail':
+    return f' --darp_unlabeled={layout.number_name(gamma_u)}'
+  if gamma_u is None:
+    return f' --darp_unlabeled={shape}'
+  return f' --darp_unlabeled={shape}:{layout.number_name(gamma_u)}'
+
+
 def load(args: base.DataArgs) -> base.SSLData:
   """Loads the DARP files for gamma = `args.class_im_ratio`."""
   k = NUM_CLASSES[args.dataset]
   gamma = args.class_im_ratio
   n1, m1 = n1_m1(args, k)
-  hint = layout.prepare_command(
-      k, f'--darp_gamma={layout.number_name(gamma)} --darp_n1={n1} '
-      f'--darp_m1={m1}')
+  gamma_u, shape = args.darp_gamma_u, args.darp_unlabeled_shape
+  tag = layout.darp_unlabeled_tag(gamma, gamma_u, shape)
+  flags = (f'--darp_gamma={layout.number_name(gamma)} --darp_n1={n1} '
+           f'--darp_m1={m1}' + (unlabeled_flags(gamma_u, shape) if tag
+                                else ''))
+  hint = layout.prepare_command(k, flags)
   root = layout.require_root(args.ml_data, args.dataset, hint)
-  paths = layout.find_darp_paths(root, k, gamma)
+  paths = layout.find_darp_paths(root, k, gamma, n1, m1, tag, flags)
   lab_images, lab_labels = cifar_lt.read_raw_file(paths['labeled'], k, hint)
   unl_images, unl_labels = cifar_lt.read_raw_file(paths['unlabeled'], k, hint)
   test_images, test_labels = cifar_lt.read_raw_file(paths['test'], k, hint)
-  for what, labels, head, flag, sym in (
-      ('labeled', lab_labels, n1, 'darp_n1', 'N1'),
-      ('unlabeled', unl_labels, m1, 'darp_m1', 'M1')):
-    expected = splits.darp_counts(head, gamma, k)
+  profile = splits.unlabeled_distribution(gamma, gamma_u, shape)
+  for what, labels, expected, flag, sym in (
+      ('labeled', lab_labels, splits.darp_counts(n1, gamma, k), 'darp_n1',
+       f'N1={n1}'),
+      ('unlabeled', unl_labels,
+       splits.darp_unlabeled_counts(m1, gamma, gamma_u, k, shape), 'darp_m1',
+       f'M1={m1}, unlabeled {profile}')):
     got = np.bincount(labels, minlength=k)
     if not np.array_equal(got, expected):
       raise errors.DataError(
           f'{paths[what]}: per-class counts {got.tolist()} are not the DARP '
           f'protocol\'s for gamma={layout.number_name(gamma)} and '
-          f'{sym}={head}: expected {expected.tolist()}. Set '
+          f'{sym}: expected {expected.tolist()}. Set '
           f'--{flag} to the value the files were made with, or re-create '
           f'them: {hint}.')
   n_lab = len(lab_labels)
   n_all = n_lab + len(unl_labels)
-  logging.info('%s gamma %s: %d labeled, %d unlabeled, %d test',
-               args.dataset, gamma, n_lab, len(unl_labels), len(test_labels))
+  logging.info('%s gamma %s: %d labeled, %d unlabeled (%s), %d test',
+               args.dataset, gamma, n_lab, len(unl_labels), profile,
+               len(test_labels))
   return base.SSLData(
       name=args.dataset, num_classes=k,
       train_images=np.concatenate([lab_images, unl_images]),

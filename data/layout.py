@@ -6,6 +6,8 @@ One source of truth for the loaders and `scripts/prepare_cifar.py`:
   cifar-lt/cifar-10-data-im-{ratio}/train.tfrecords, eval.tfrecords   (raw)
   cifar-darp/cifar10-{gamma}-train-labeled.tfrecords,
     cifar10-{gamma}-train-unlabeled.tfrecords, cifar10-test.tfrecords   (raw)
+    (other N1 / M1: cifar10-{gamma}-n{N1}-m{M1}-...; another unlabeled
+    profile: ...-train-unlabeled-{tag}.tfrecords, see `darp_paths`)
 
 (CIFAR-100: `cifar100-...`, `cifar-100-data-im-{ratio}`.)
 """
@@ -80,15 +82,47 @@ def lt_dir(root: str, num_classes: int, ratio: float) -> str:
                       lt_dir_prefix(num_classes) + number_name(ratio))
 
 
-def darp_paths(root: str, num_classes: int, gamma: float) -> Dict[str, str]:
-  """DARP files: {'labeled': ..., 'unlabeled': ..., 'test': ...}."""
+# N1 / M1 of the DARP protocol by number of classes: files made with these
+# have the plain names.
+DARP_N1_M1 = {10: (1500, 3000), 100: (150, 300)}
+
+
+def darp_unlabeled_tag(gamma: float, gamma_u: Optional[float] = None,
+                       shape: str = 'longtail') -> str:
+  """How an unlabeled profile other than the labeled one is named in file
+  and run directory names: '' for the labeled profile (consistent), else
+  'u{gamma_u}' ('u1' uniform, 'u-100' reversed, 'u50') plus '-{shape}' for
+  the middle / head_tail shapes ('u100-middle')."""
+  gu = float(gamma if gamma_u is None else gamma_u)
+  shape = shape or 'longtail'
+  if abs(abs(gu) - 1.0) <= 1e-9:
+    return 'u1'
+  if shape == 'longtail' and abs(gu - gamma) <= 1e-9 * max(abs(gu), 1.0):
+    return ''
+  return f'u{number_name(gu)}' + ('' if shape == 'longtail' else f'-{shape}')
+
+
+def darp_paths(root: str, num_classes: int, gamma: float,
+               n1: Optional[int] = None, m1: Optional[int] = None,
+               unlabeled_tag: str = '') -> Dict[str, str]:
+  """DARP files: {'labeled': ..., 'unlabeled': ..., 'test': ...}.
+
+  `cifar{K}-{gamma}-train-labeled.tfrecords`, `...-train-unlabeled.tfrecords`;
+  with N1 / M1 other than `DARP_N1_M1`'s, `cifar{K}-{gamma}-n{N1}-m{M1}-...`;
+  an unlabeled profile other than the labeled one (`darp_unlabeled_tag`)
+  names its own unlabeled file `...-train-unlabeled-{tag}.tfrecords`, next
+  to the same labeled file.
+  """
   d = os.path.join(root, 'cifar-darp')
-  g = number_name(gamma)
+  stem = f'cifar{num_classes}-{number_name(gamma)}'
+  n1_0, m1_0 = DARP_N1_M1.get(num_classes, (None, None))
+  if (n1 is not None and n1 != n1_0) or (m1 is not None and m1 != m1_0):
+    stem += (f'-n{n1 if n1 is not None else n1_0}'
+             f'-m{m1 if m1 is not None else m1_0}')
+  tag = f'-{unlabeled_tag}' if unlabeled_tag else ''
   return {
-      'labeled': os.path.join(d, f'cifar{num_classes}-{g}-train-labeled'
-                              '.tfrecords'),
-      'unlabeled': os.path.join(d, f'cifar{num_classes}-{g}-train-unlabeled'
-                                '.tfrecords'),
+      'labeled': os.path.join(d, f'{stem}-train-labeled.tfrecords'),
+      'unlabeled': os.path.join(d, f'{stem}-train-unlabeled{tag}.tfrecords'),
       'test': os.path.join(d, f'cifar{num_classes}-test.tfrecords'),
   }
 
@@ -151,15 +185,25 @@ def find_lt_dir(root: str, num_classes: int, ratio: float) -> str:
       f' expected the directory {exact}. {have}{command}.')
 
 
-def find_darp_paths(root: str, num_classes: int,
-                    gamma: float) -> Dict[str, str]:
-  """The existing DARP files for `gamma`, matched by value.
+def find_darp_paths(root: str, num_classes: int, gamma: float,
+                    n1: Optional[int] = None, m1: Optional[int] = None,
+                    unlabeled_tag: str = '',
+                    prepare_flags: str = '') -> Dict[str, str]:
+  """The existing DARP files for `gamma` (and N1 / M1, unlabeled profile),
+  matched by value. Files named for N1 / M1 are preferred; the plain names
+  are used otherwise (files made before N1 / M1 were in the names: the
+  loader checks their counts). `prepare_flags`: the preparation flags the
+  error message gives (default `--darp_gamma={gamma}`).
 
   Raises:
     data.errors.DataError: no labeled file for that gamma; lists those
       present.
   """
-  paths = darp_paths(root, num_classes, gamma)
+  if n1 is not None or m1 is not None:
+    named = darp_paths(root, num_classes, gamma, n1, m1, unlabeled_tag)
+    if os.path.isfile(named['labeled']):
+      return named
+  paths = darp_paths(root, num_classes, gamma, unlabeled_tag=unlabeled_tag)
   if os.path.isfile(paths['labeled']):
     return paths
   parent = os.path.dirname(paths['labeled'])
@@ -174,7 +218,8 @@ def find_darp_paths(root: str, num_classes: int,
   have = (f'Gammas present in {parent}: {", ".join(found.values())}. Use one '
           f'of those, or prepare this gamma: ' if found else
           f'No gamma is present in {parent}; prepare this one: ')
-  command = prepare_command(num_classes, f'--darp_gamma={number_name(gamma)}')
+  command = prepare_command(
+      num_classes, prepare_flags or f'--darp_gamma={number_name(gamma)}')
   raise errors.DataError(
       f'No DARP CIFAR-{num_classes} files for gamma --class_im_ratio={gamma}:'
       f' expected {paths["labeled"]}. {have}{command}.')

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from data import errors
 from data import base
+from data import splits
 
 # Kinds of datasets, which decide the flags that matter:
 #   'lt': long-tailed by class_im_ratio in (0, 1], split by percent_labeled.
@@ -78,6 +79,19 @@ def imbalance_gamma(name: str, class_im_ratio: float) -> Optional[float]:
   return ratio if kind == _DARP else 1.0 / ratio
 
 
+def unlabeled_distribution(name: str, class_im_ratio: float,
+                           darp_gamma_u: Optional[float] = None,
+                           darp_unlabeled_shape: Optional[str] = None
+                           ) -> Optional[str]:
+  """The name of a DARP dataset's unlabeled class profile ('consistent',
+  'uniform', 'reversed', 'middle', 'head_tail', ...:
+  `data.splits.unlabeled_distribution`); None for the other datasets."""
+  if _entry(name).kind != _DARP:
+    return None
+  return splits.unlabeled_distribution(float(class_im_ratio), darp_gamma_u,
+                                       darp_unlabeled_shape or 'longtail')
+
+
 def _entry(name: str) -> _Entry:
   try:
     return _REGISTRY[name]
@@ -115,6 +129,25 @@ def validate(args: base.DataArgs) -> None:
           f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
           f'{name!r}: for the DARP protocol it is gamma = N_max / N_min '
           f'(e.g. 100 or 150).')
+    gamma_u = args.darp_gamma_u
+    if gamma_u is not None and (
+        not isinstance(gamma_u, numbers.Real) or isinstance(gamma_u, bool)
+        or not 1.0 <= abs(gamma_u) < float('inf')):
+      raise errors.DataSettingError(
+          f'--darp_gamma_u={gamma_u!r} must be a number with |gamma_u| >= 1: '
+          f'the unlabeled N_max / N_min (1 uniform; negative: reversed, the '
+          f'unlabeled head being the labeled tail), or unset for the labeled '
+          f'gamma.')
+    if args.darp_unlabeled_shape not in splits.UNLABELED_SHAPES:
+      raise errors.DataSettingError(
+          f'--darp_unlabeled_shape={args.darp_unlabeled_shape!r}: choose one '
+          f'of {", ".join(splits.UNLABELED_SHAPES)}.')
+    if (args.darp_unlabeled_shape != 'longtail' and gamma_u is not None
+        and gamma_u < 0):
+      raise errors.DataSettingError(
+          f'--darp_gamma_u={gamma_u} (reversed) cannot be combined with '
+          f'--darp_unlabeled_shape={args.darp_unlabeled_shape}: the shape '
+          f'already orders the classes; give a positive --darp_gamma_u.')
     for flag in ('darp_n1', 'darp_m1'):
       value = getattr(args, flag)
       if value is not None and (not isinstance(value, numbers.Integral)
@@ -122,6 +155,12 @@ def validate(args: base.DataArgs) -> None:
         raise errors.DataSettingError(
             f'--{flag}={value!r} must be a positive integer (or unset for the '
             f"dataset's default).")
+  elif (args.darp_gamma_u is not None
+        or args.darp_unlabeled_shape != 'longtail'):
+    raise errors.DataSettingError(
+        f'--darp_gamma_u / --darp_unlabeled_shape set the unlabeled '
+        f'distribution of the DARP datasets (cifar10ltdarp, cifar100ltdarp) '
+        f'only; dataset {name!r} does not use them. Drop them.')
   if entry.kind == _BALANCED and (
       not isinstance(args.num_labeled, numbers.Integral)
       or args.num_labeled < 1):

@@ -152,3 +152,72 @@ def first_per_class(labels: np.ndarray, counts: np.ndarray) -> np.ndarray:
       raise ValueError(f'class {c} has {len(idx)} examples, {n} needed')
     keep.append(idx[:n])
   return np.sort(np.concatenate(keep)).astype(np.int64)
+
+
+# Shapes of a DARP unlabeled class profile (SimPro's protocols, Du et al.,
+# ICML 2024): the long-tailed profile int(M1 * mu_u ** r), r = 0..K-1
+# (descending), handed to the classes in another order.
+UNLABELED_SHAPES = ('longtail', 'middle', 'head_tail')
+
+
+def profile_ranks(num_classes: int, shape: str) -> np.ndarray:
+  """Which rank r of the descending profile each class gets. int64 [K].
+
+  'longtail': class k gets rank k (class 0 the head).
+  'middle': ranks [K-2 or K-1, ..., 4, 2, 0, 1, 3, 5, ...] over the classes
+    (the even ranks descending, then the odd ranks ascending): the largest
+    count in the middle classes, falling off towards both ends.
+  'head_tail': ranks [1, 3, 5, ..., then the even ranks descending ... 2, 0]:
+    the largest counts at both ends, the smallest in the middle.
+  (SimPro's `flag_LT` 3 "centric" and 4 "off-centric".)
+  """
+  k = num_classes
+  if shape == 'longtail':
+    order = list(range(k))
+  elif shape == 'middle':
+    order = list(range(0, k, 2))[::-1] + list(range(1, k, 2))
+  elif shape == 'head_tail':
+    order = list(range(1, k, 2)) + list(range(0, k, 2))[::-1]
+  else:
+    raise ValueError(f'Unknown unlabeled shape {shape!r}; choose one of: '
+                     f'{", ".join(UNLABELED_SHAPES)}.')
+  return np.asarray(order, np.int64)
+
+
+def darp_unlabeled_counts(m1: int, gamma: float, gamma_u, num_classes: int,
+                          shape: str = 'longtail') -> np.ndarray:
+  """Per-class counts of a DARP unlabeled set. int64 [K].
+
+  The profile `darp_counts(m1, |gamma_u|, K)` (gamma_u None: the labeled
+  gamma), reversed when gamma_u < 0 (the unlabeled head is the labeled
+  tail), then ordered by `profile_ranks(K, shape)`. gamma_u = 1 is uniform.
+  """
+  gu = float(gamma if gamma_u is None else gamma_u)
+  counts = darp_counts(m1, abs(gu), num_classes)
+  if gu < 0:
+    counts = counts[::-1]
+  return counts[profile_ranks(num_classes, shape)]
+
+
+def _same(a: float, b: float) -> bool:
+  return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
+def unlabeled_distribution(gamma: float, gamma_u, shape: str = 'longtail'
+                           ) -> str:
+  """The name of a DARP unlabeled profile, as tables show it: 'consistent'
+  (the labeled profile), 'uniform', 'reversed', 'middle', 'head_tail', or
+  with the unlabeled gamma when it is another one ('gamma_u=50',
+  'reversed, gamma_u=50', 'middle, gamma_u=50')."""
+  gu = float(gamma if gamma_u is None else gamma_u)
+  shape = shape or 'longtail'
+  if _same(abs(gu), 1.0):
+    return 'uniform'
+  other = f'gamma_u={abs(gu):g}'
+  if shape != 'longtail':
+    return shape if _same(gu, gamma) else f'{shape}, {other}'
+  if _same(gu, gamma):
+    return 'consistent'
+  if _same(gu, -gamma):
+    return 'reversed'
+  return f'reversed, {other}' if gu < 0 else other

@@ -3,7 +3,9 @@ python archive.
 
   python scripts/prepare_cifar.py --archive=cifar-10-python.tar.gz \
       --ml_data=$ML_DATA [--class_im_ratio=0.1,0.05,0.02,0.01,0.005] \
-      [--darp_gamma=50,100,150] [--darp_n1=1500 --darp_m1=3000] [--download]
+      [--darp_gamma=50,100,150] [--darp_n1=1500 --darp_m1=3000] \
+      [--darp_unlabeled=consistent,uniform,reversed,middle,head_tail] \
+      [--download]
 
 Writes under --ml_data (CIFAR-100: `cifar100-...`, `cifar-100-data-im-...`):
   cifar/cifar10-train.tfrecord, cifar10-test.tfrecord: balanced, PNG records
@@ -16,6 +18,10 @@ Writes under --ml_data (CIFAR-100: `cifar100-...`, `cifar-100-data-im-...`):
     int(N1 * mu ** k) images (mu = gamma ** (-1/(K-1))), and
     ...-train-unlabeled.tfrecords: class k's NEXT int(M1 * mu ** k) images,
     each in archive order; cifar10-test.tfrecords: the whole test set (raw).
+    With N1 / M1 other than 1500 / 3000 (CIFAR-100 150 / 300) the names are
+    cifar10-{gamma}-n{N1}-m{M1}-...; --darp_unlabeled=uniform,reversed,...
+    writes ...-train-unlabeled-{u1,u-{gamma},...}.tfrecords (class k's next
+    images by that profile: data.splits.darp_unlabeled_counts).
 
 Cui et al. chose their images with an unseeded shuffle, so only their
 published files reproduce the paper's exact data; these files are a
@@ -76,11 +82,57 @@ def _write(path: str, encoded: Sequence[bytes], labels: np.ndarray, k: int,
   log(f'wrote {path}: {_counts_text(labels, k)}')
 
 
+UNLABELED_PROFILES = ('consistent', 'uniform', 'reversed', 'middle',
+                      'head_tail')
+
+
+def parse_profiles(text: str) -> List[str]:
+  """'consistent,reversed,50,middle:20' -> its profiles; each a name, a
+  number (an unlabeled gamma, the long-tailed shape; negative: reversed) or
+  SHAPE:NUMBER (longtail / middle / head_tail with that unlabeled gamma)."""
+  out = []
+  for part in text.split(','):
+    part = part.strip()
+    if not part:
+      continue
+    try:
+      profile_settings(part, 1.0)
+    except ValueError:
+      raise errors.ConfigError(
+          f'--darp_unlabeled={text!r}: {part!r} is not one of '
+          f'{", ".join(UNLABELED_PROFILES)}, an unlabeled gamma with '
+          f'|gamma_u| >= 1, or SHAPE:GAMMA_U (SHAPE one of '
+          f'{", ".join(splits.UNLABELED_SHAPES)}, GAMMA_U >= 1).') from None
+    out.append(part)
+  return out or ['consistent']
+
+
+def profile_settings(profile: str, gamma: float):
+  """(darp_gamma_u, darp_unlabeled_shape) of a profile at `gamma` (the
+  training flags of the same unlabeled set). ValueError if malformed."""
+  if profile == 'consistent':
+    return None, 'longtail'
+  if profile == 'uniform':
+    return 1.0, 'longtail'
+  if profile == 'reversed':
+    return -float(gamma), 'longtail'
+  if profile in ('middle', 'head_tail'):
+    return None, profile
+  shape, _, number = profile.rpartition(':')
+  shape = shape or 'longtail'
+  gamma_u = float(number)
+  if (shape not in splits.UNLABELED_SHAPES or not 1 <= abs(gamma_u) < np.inf
+      or (shape != 'longtail' and gamma_u < 0)):
+    raise ValueError(profile)
+  return gamma_u, shape
+
+
 def prepare(archive: cifar_archive.CifarArchive, ml_data: str,
             ratios: Sequence[float], gammas: Sequence[float],
             darp_n1: Optional[int] = None, darp_m1: Optional[int] = None,
             balanced: bool = True,
-            log: Callable[[str], None] = print) -> List[str]:
+            log: Callable[[str], None] = print,
+            unlabeled: Sequence[str] = ('consistent',)) -> List[str]:
   """Writes every requested file from an archive's content.
 
   Args:
@@ -92,6 +144,11 @@ def prepare(archive: cifar_archive.CifarArchive, ml_data: str,
       3000 for CIFAR-10, 150 / 300 for CIFAR-100).
     balanced: whether to write the balanced PNG files.
     log: where progress lines go.
+    unlabeled: the DARP unlabeled profiles to write for every gamma
+      (`parse_profiles`): 'consistent' (the labeled profile, the plain file
+      name), 'uniform', 'reversed', 'middle', 'head_tail', or a number (an
+      unlabeled gamma); each other than 'consistent' gets its own unlabeled
+      file next to the same labeled file.
 
   Returns:
     The paths written.
@@ -109,10 +166,27 @@ def prepare(archive: cifar_archive.CifarArchive, ml_data: str,
   n1 = DARP_DEFAULTS[k][0] if darp_n1 is None else darp_n1
   m1 = DARP_DEFAULTS[k][1] if darp_m1 is None else darp_m1
   train_counts = np.bincount(archive.train_labels, minlength=k)
-  if gammas and (n1 < 1 or m1 < 1 or n1 + m1 > train_counts.min()):
+  if gammas and (n1 < 1 or m1 < 1):
     raise errors.ConfigError(
-        f'--darp_n1={n1} --darp_m1={m1}: both must be >= 1 and N1 + M1 at '
-        f'most {train_counts.min()} (the images of the smallest class).')
+        f'--darp_n1={n1} --darp_m1={m1}: both must be >= 1.')
+  darp = []  # (gamma, labeled counts, [(profile, tag, unlabeled counts)]).
+  for g in gammas:
+    n_lab = splits.darp_counts(n1, g, k)
+    profiles = []
+    for profile in unlabeled:
+      gamma_u, shape = profile_settings(profile, g)
+      n_unl = splits.darp_unlabeled_counts(m1, g, gamma_u, k, shape)
+      over = np.flatnonzero(n_lab + n_unl > train_counts)
+      if over.size:
+        c = int(over[0])
+        raise errors.ConfigError(
+            f'--darp_n1={n1} --darp_m1={m1} --darp_gamma={g}: with the '
+            f'{profile} unlabeled profile, class {c} needs N1 + M1 = '
+            f'{n_lab[c]} + {n_unl[c]} images and has {train_counts[c]}; '
+            f'lower N1 / M1.')
+      profiles.append((profile, layout.darp_unlabeled_tag(g, gamma_u, shape),
+                       n_unl))
+    darp.append((g, n_lab, profiles))
   written = []
   train_y, test_y = archive.train_labels, archive.test_labels
   log(f'CIFAR-{k}: train {_counts_text(train_y, k)}; test '
@@ -137,24 +211,25 @@ def prepare(archive: cifar_archive.CifarArchive, ml_data: str,
     log(f'  ratio {layout.number_name(r)}: {len(keep)} training images')
     written += [os.path.join(directory, n)
                 for n in ('train.tfrecords', 'eval.tfrecords')]
-  for g in gammas:
-    n_lab = splits.darp_counts(n1, g, k)
-    n_unl = splits.darp_counts(m1, g, k)
-    both = splits.first_per_class(train_y, n_lab + n_unl)
-    # Within each class, the first n_lab[c] of `both` are labeled.
-    rank = np.zeros(len(both), np.int64)
-    for c in range(k):
-      in_c = np.flatnonzero(train_y[both] == c)
-      rank[in_c] = np.arange(len(in_c))
-    is_lab = rank < n_lab[train_y[both]]
-    lab, unl = both[is_lab], both[~is_lab]
-    paths = layout.darp_paths(ml_data, k, g)
+  by_class = [np.flatnonzero(train_y == c) for c in range(k)]
+  for g, n_lab, profiles in darp:
+    # Class c: its first n_lab[c] images are labeled, its next n_unl[c]
+    # unlabeled (archive order; each file keeps archive order).
+    lab = np.sort(np.concatenate([by_class[c][:n_lab[c]] for c in range(k)]))
+    paths = layout.darp_paths(ml_data, k, g, darp_n1, darp_m1)
     _write(paths['labeled'], [raw_train[i] for i in lab], train_y[lab], k, log)
-    _write(paths['unlabeled'], [raw_train[i] for i in unl], train_y[unl], k,
-           log)
-    log(f'  gamma {layout.number_name(g)}: {len(lab)} labeled + {len(unl)} '
-        f'unlabeled (N1={n1}, M1={m1})')
-    written += [paths['labeled'], paths['unlabeled']]
+    written.append(paths['labeled'])
+    for profile, tag, n_unl in profiles:
+      unl = np.sort(np.concatenate(
+          [by_class[c][n_lab[c]:n_lab[c] + n_unl[c]] for c in range(k)]))
+      path = layout.darp_paths(ml_data, k, g, darp_n1, darp_m1,
+                               tag)['unlabeled']
+      _write(path, [raw_train[i] for i in unl], train_y[unl], k, log)
+      log(f'  gamma {layout.number_name(g)}: {len(lab)} labeled + '
+          f'{len(unl)} unlabeled (N1={n1}, M1={m1}, unlabeled '
+          f'{splits.unlabeled_distribution(g, *profile_settings(profile, g))}'
+          f')')
+      written.append(path)
   if gammas:
     test_path = layout.darp_paths(ml_data, k, gammas[0])['test']
     _write(test_path, raw_test, test_y, k, log)
@@ -213,6 +288,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help='DARP labeled head count (1500; CIFAR-100 150)')
   parser.add_argument('--darp_m1', type=int, default=None,
                       help='DARP unlabeled head count (3000; CIFAR-100 300)')
+  parser.add_argument('--darp_unlabeled', default='consistent',
+                      help='DARP unlabeled profiles, comma-separated: '
+                      'consistent (the labeled profile), uniform, reversed, '
+                      'middle, head_tail, or a number (an unlabeled gamma)')
   parser.add_argument('--balanced', default='true', choices=['true', 'false'],
                       help='write the balanced PNG files')
   parser.add_argument('--download', action='store_true',
@@ -232,8 +311,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       else:
         download(args.archive, k)
     archive = cifar_archive.read_archive(args.archive)
+    profiles = parse_profiles(args.darp_unlabeled)
     written = prepare(archive, args.ml_data, ratios, gammas, args.darp_n1,
-                      args.darp_m1, args.balanced == 'true')
+                      args.darp_m1, args.balanced == 'true',
+                      unlabeled=profiles)
   except errors.USER_ERRORS as e:
     print(f'prepare_cifar: {e}', file=sys.stderr)
     return 2

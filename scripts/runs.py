@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from crest import records as records_lib
+from crest import reported
 from crest import run_dir as run_dir_lib
 from data import registry as data_registry
 
@@ -79,15 +81,93 @@ def format_gamma(g: Optional[float]) -> str:
 
 
 def rarest_classes(run: Run, num_classes: int) -> List[int]:
-  """The rarest third of the classes (K // 3, at least 1), rarest first."""
-  counts = run.records.get(0, {}).get('labeled_per_class')
-  if not counts or len(counts) != num_classes:
-    counts = [0] * num_classes
-  order = sorted(range(num_classes), key=lambda c: (counts[c], -c))
-  return order[:max(1, num_classes // 3)]
+  """The rarest third of the classes (K // 3, at least 1), rarest first, by
+  generation 0's labeled set (`crest.reported.rarest_classes`)."""
+  return reported.rarest_classes(
+      run.records.get(0, {}).get('labeled_per_class'), num_classes)
 
 
 def minority_recall(run: Run, record: Dict[str, Any]) -> float:
   """Mean test recall of the rarest third of the classes."""
   recall = record['test_per_class_recall']
   return float(np.mean([recall[c] for c in rarest_classes(run, len(recall))]))
+
+
+def balanced_accuracy(record: Dict[str, Any]) -> float:
+  """Mean per-class test recall of the final EMA model."""
+  if record.get('test_balanced_accuracy') is not None:
+    return float(record['test_balanced_accuracy'])
+  return float(np.mean(record['test_per_class_recall']))
+
+
+FINAL_VALUES = {
+    'test_accuracy': lambda run, rec: float(rec['test_accuracy']),
+    'minority_recall': minority_recall,
+    'balanced_accuracy': lambda run, rec: balanced_accuracy(rec),
+}
+
+
+def _generation_dir(run: Run, generation: int) -> Optional[str]:
+  for name in sorted(os.listdir(run.path)):
+    if run_dir_lib.parse_generation_dir(name) == generation:
+      return os.path.join(run.path, name)
+  return None
+
+
+_FROM_HISTORY: Dict[Tuple[str, int], Dict[str, Any]] = {}
+
+
+def statistics(run: Run, record: Dict[str, Any]) -> Dict[str, Any]:
+  """The record's `statistics` (`crest.reported.epoch_statistics`); for a
+  record written before they existed, computed from the generation's
+  `stats/history.json`; {} when neither is there."""
+  if record.get('statistics'):
+    return record['statistics']
+  if 'generation' not in record:
+    return {}
+  key = (run.path, int(record['generation']))
+  if key not in _FROM_HISTORY:
+    out = {}
+    gen_dir = _generation_dir(run, key[1])
+    path = gen_dir and os.path.join(gen_dir, 'stats', 'history.json')
+    if path and os.path.isfile(path):
+      try:
+        history = records_lib.read_json(path)
+      except (OSError, ValueError):
+        history = {}
+      k = len(record.get('test_per_class_recall') or [])
+      out = reported.epoch_statistics(history, rarest_classes(run, k))
+    _FROM_HISTORY[key] = out
+  return _FROM_HISTORY[key]
+
+
+def value(run: Run, record: Dict[str, Any], metric: str,
+          stat: str = reported.DEFAULT_STATISTIC) -> Optional[float]:
+  """One number of a generation, as a fraction: `metric` (test_accuracy,
+  minority_recall, balanced_accuracy) under statistic `stat`
+  (`crest.reported.STATISTICS`). 'final' is the final evaluation's value;
+  the others come from the epoch history; None when the run did not record
+  it."""
+  reported.check_statistic(stat)
+  if stat == 'final':
+    return FINAL_VALUES[metric](run, record)
+  entry = statistics(run, record).get(metric)
+  return None if entry is None else float(entry[stat])
+
+
+def test_set(record: Dict[str, Any]) -> Optional[str]:
+  """'balanced' / 'imbalanced' (the record's `test_set`), or None for a
+  record that does not say."""
+  return record.get('test_set')
+
+
+def unlabeled_distribution(cfg: Dict[str, Any]) -> Optional[str]:
+  """The name of a run's unlabeled class distribution ('consistent',
+  'uniform', 'reversed', ...; `data.registry.unlabeled_distribution`), or
+  None where the dataset has no such setting."""
+  try:
+    return data_registry.unlabeled_distribution(
+        cfg.get('dataset', ''), float(cfg.get('class_im_ratio', 0.1)),
+        cfg.get('darp_gamma_u'), cfg.get('darp_unlabeled_shape'))
+  except ValueError:
+    return None

@@ -2,6 +2,7 @@
 
   python3 scripts/summarize.py MODEL_DIR [--per_generation] [--out PREFIX]
       [--folds 5] [--ddof 0] [--merge num_batch,num_epoch] [--plots]
+      [--stat final|median10|median20|best]
 
 Finds every run under MODEL_DIR (a directory holding `config.json`), and groups
 finished runs (the last generation has `generation.json`) into tables:
@@ -14,11 +15,18 @@ finished runs (the last generation has `generation.json`) into tables:
 - rows: the method (FixMatch, CReST, CReST+; MixMatch, MixMatch + CReST,
   MixMatch + CReST+; `+ DA` for alignment without CReST+'s adaptive prior);
 - columns: gamma = 1 / class_im_ratio (long-tailed sets) or class_im_ratio
-  itself (DARP sets);
+  itself (DARP sets); on the DARP sets also the unlabeled distribution
+  (`gamma=100, reversed`) when a table holds more than the consistent one;
 - cells: `mean (std)` over runs of the final generation's EMA test accuracy,
   in percent. std is the population std (ddof=0, NumPy's default; `--ddof 1`
   for the sample std). `[n=3]` marks cells with fewer runs than `--folds`
   (default: the most runs of any cell of that table).
+- `--stat`: which number of each run (`crest.reported`): `final` (the final
+  epoch, the default), `median10` / `median20` (the median of the last 10 /
+  20 epochs' evaluations), `best` (the best epoch: optimistic, it selects on
+  the test set). Every caption names it; each table says its test set
+  (balanced or imbalanced), and with an imbalanced one adds the balanced
+  accuracy (mean per-class recall).
 
 A second table gives the minority-class view: the mean test recall of the
 rarest third of the classes (K // 3 classes, at least 1), rarest = the fewest
@@ -46,6 +54,7 @@ if __package__ in (None, ''):  # Run as `python3 scripts/summarize.py`.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
       __file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from crest import reported
 from scripts import runs as runs_lib
 from scripts import tables
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -87,6 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       'tables (e.g. num_batch,num_epoch when methods get '
                       'different step budgets); rows show them when a '
                       'method has several values, the header lists them')
+  parser.add_argument('--stat', default=reported.DEFAULT_STATISTIC,
+                      choices=reported.STATISTICS,
+                      help='the number of each run: final (the final epoch, '
+                      'default), median10 / median20 (median of the last 10 '
+                      '/ 20 epochs), best (the best epoch: optimistic, '
+                      'selected on the test set)')
   parser.add_argument('--plots', action='store_true',
                       help='also draw each run\'s PNGs into its directory')
   args = parser.parse_args(argv)
@@ -99,10 +114,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   merge = tuple(k for k in args.merge.split(',') if k)
   report = tables.build_report(runs, args.per_generation, args.folds,
-                               args.ddof, merge)
+                               args.ddof, merge, args.stat)
   parts = [f'# Results under {args.model_dir}',
            f'{sum(r.finished for r in runs)} finished run(s) of {len(runs)}; '
-           f'std over folds with ddof={args.ddof}.'] + report.markdown
+           f'std over folds with ddof={args.ddof}; '
+           f'{reported.caption(args.stat)}.'] + report.markdown
   unfinished = tables.unfinished_text(runs, args.model_dir)
   if unfinished:
     parts.append(unfinished)

@@ -2,7 +2,10 @@
 
 `build_report(runs, ...)` groups finished runs (`scripts.runs.Run`) into
 tables, one per configuration: rows are methods (`crest.methods.table_label`),
-columns gammas, cells `mean (std)` over folds / seeds of a metric in percent.
+columns settings (gamma, and the unlabeled distribution on the DARP
+protocol), cells `mean (std)` over folds / seeds of a metric in percent,
+under one statistic (`crest.reported`: final epoch, median of the last 10 /
+20 epochs, best epoch), which every caption names.
 `scripts/summarize.py` is the command line around it.
 
 Needs only NumPy (no TensorFlow).
@@ -18,15 +21,18 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from crest import methods
+from crest import reported
 from crest.config import NON_SEMANTIC_FIELDS
 from scripts import runs as runs_lib
 
 # Settings that never split a table: the fold/seed are what we average over,
-# class_im_ratio is the column, the rest does not change what a run computes
-# (crest.config.NON_SEMANTIC_FIELDS, plus paths).
+# class_im_ratio and the DARP unlabeled distribution are the column, the rest
+# does not change what a run computes (crest.config.NON_SEMANTIC_FIELDS,
+# plus paths).
 AVERAGED_OVER = ('fold', 'seed')
-NOT_GROUPED = NON_SEMANTIC_FIELDS | set(AVERAGED_OVER) | {
-    'class_im_ratio', 'ckpt_prefix', 'file_path'}
+COLUMN_KEYS = ('class_im_ratio', 'darp_gamma_u', 'darp_unlabeled_shape')
+NOT_GROUPED = NON_SEMANTIC_FIELDS | set(AVERAGED_OVER) | set(COLUMN_KEYS) | {
+    'ckpt_prefix', 'file_path'}
 # Settings that define the row (the method), not the table.
 METHOD_KEYS = ('num_generation', 'do_distalign', 'how_dalign', 'dalign_t',
                'alpha', 'update_mode')
@@ -61,11 +67,31 @@ def table_key(cfg: Dict[str, Any], merge: Sequence[str] = ()
 
 
 METRICS = {
-    'test_accuracy': ('Test accuracy (%) of the EMA model',
-                      lambda run, rec: float(rec['test_accuracy'])),
+    'test_accuracy': 'Test accuracy (%) of the EMA model',
+    'balanced_accuracy': ('Balanced test accuracy (%) of the EMA model (mean '
+                          'per-class recall; the test set is imbalanced)'),
     'minority_recall': ('Minority classes: mean test recall (%) of the rarest '
-                        'third of the classes', runs_lib.minority_recall),
+                        'third of the classes'),
 }
+# Shown only for tables whose test set is imbalanced (on a balanced test
+# set it equals accuracy).
+IMBALANCED_ONLY = ('balanced_accuracy',)
+# A column: (gamma or None, unlabeled distribution or None).
+Column = Tuple[Optional[float], Optional[str]]
+UNLABELED_ORDER = ('consistent', 'uniform', 'reversed', 'middle', 'head_tail')
+
+
+def column_of(cfg: Dict[str, Any]) -> Column:
+  """The column of a run's config dict: its gamma and, on the DARP
+  protocol, its unlabeled distribution."""
+  return runs_lib.gamma(cfg), runs_lib.unlabeled_distribution(cfg)
+
+
+def column_sort_key(col: Column):
+  g, u = col
+  rank = (UNLABELED_ORDER.index(u) if u in UNLABELED_ORDER
+          else len(UNLABELED_ORDER))
+  return (-1.0 if g is None else g, rank, u or '')
 
 
 @dataclasses.dataclass
@@ -74,6 +100,7 @@ class Cell:
   runs: List[runs_lib.Run]
   values: List[float]
   ddof: int = 0
+  missing: int = 0  # Runs that did not record the statistic.
 
   @property
   def n(self) -> int:
@@ -91,7 +118,7 @@ class Cell:
 
   def text(self, expected: int) -> str:
     if not self.values:
-      return ''
+      return 'n/a' if self.missing else ''
     std = '-' if math.isnan(self.std) or self.n == 1 else f'{self.std:.2f}'
     out = f'{self.mean:.1f} ({std})'
     return out + (f' [n={self.n}]' if self.n < expected else '')
@@ -134,25 +161,51 @@ class Table:
       order.setdefault(labels[run.path], methods.table_label(run.config)[0])
     return sorted(order, key=lambda l: (order[l], l))
 
-  def gammas(self) -> List[Optional[float]]:
-    values = {runs_lib.gamma(r.config) for r in self.runs}
-    return sorted(values, key=lambda g: -1.0 if g is None else g)
+  def columns(self) -> List[Column]:
+    return sorted({column_of(r.config) for r in self.runs},
+                  key=column_sort_key)
 
-  def cell(self, row: str, g: Optional[float], metric: str,
-           generation: Optional[int] = None, ddof: int = 0) -> Cell:
-    """Runs of `row` at gamma `g`; `generation` None = each run's last."""
+  def column_name(self, col: Column) -> str:
+    """'gamma=100', or 'gamma=100, reversed' when the table's columns
+    differ in their unlabeled distribution."""
+    name = runs_lib.format_gamma(col[0])
+    shown = {c[1] for c in self.columns()}
+    if col[1] is not None and shown != {'consistent'}:
+      name += f', {col[1]}'
+    return name
+
+  def test_sets(self) -> List[str]:
+    """The test sets of the table's runs ('balanced', 'imbalanced'; runs
+    whose records do not say are left out)."""
+    return sorted({runs_lib.test_set(r.final) for r in self.runs} - {None})
+
+  def metrics(self) -> List[str]:
+    """The metrics shown: balanced accuracy only where a test set is
+    imbalanced."""
+    imbalanced = 'imbalanced' in self.test_sets()
+    return [m for m in METRICS if imbalanced or m not in IMBALANCED_ONLY]
+
+  def cell(self, row: str, col: Column, metric: str,
+           generation: Optional[int] = None, ddof: int = 0,
+           stat: str = reported.DEFAULT_STATISTIC) -> Cell:
+    """Runs of `row` in column `col`; `generation` None = each run's last;
+    `stat` the statistic (runs that did not record it are left out)."""
     labels = self.labels()
-    fn = METRICS[metric][1]
-    runs, values = [], []
+    runs, values, missing = [], [], 0
     for run in sorted(self.runs, key=lambda r: (r.config.get('fold'),
                                                 r.config.get('seed'), r.path)):
-      if labels[run.path] != row or runs_lib.gamma(run.config) != g:
+      if labels[run.path] != row or column_of(run.config) != col:
         continue
       record = run.final if generation is None else run.records.get(generation)
-      if record is not None:
+      if record is None:
+        continue
+      value = runs_lib.value(run, record, metric, stat)
+      if value is None:
+        missing += 1
+      else:
         runs.append(run)
-        values.append(100.0 * fn(run, record))
-    return Cell(runs=runs, values=values, ddof=ddof)
+        values.append(100.0 * value)
+    return Cell(runs=runs, values=values, ddof=ddof, missing=missing)
 
 
 def build_tables(runs: Sequence[runs_lib.Run], merge: Sequence[str] = ()
@@ -193,19 +246,23 @@ class Report:
   csv_rows: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-CSV_FIELDS = ('table', 'metric', 'generation', 'method', 'dataset', 'gamma',
-              'n', 'mean', 'std', 'values', 'folds', 'settings')
+CSV_FIELDS = ('table', 'metric', 'statistic', 'generation', 'method',
+              'dataset', 'gamma', 'unlabeled', 'test_set', 'n', 'mean', 'std',
+              'values', 'folds', 'settings')
 
 
 def _add_csv(report: Report, index: int, table: Table, metric: str,
-             generation: Any, row: str, g: Optional[float], cell: Cell,
-             settings: str) -> None:
+             generation: Any, row: str, col: Column, cell: Cell,
+             settings: str, stat: str) -> None:
   if not cell.values:
     return
+  g, unlabeled = col
   report.csv_rows.append({
-      'table': index, 'metric': metric, 'generation': generation,
+      'table': index, 'metric': metric, 'statistic': stat,
+      'generation': generation,
       'method': row, 'dataset': table.settings.get('dataset'),
-      'gamma': '' if g is None else f'{g:g}', 'n': cell.n,
+      'gamma': '' if g is None else f'{g:g}', 'unlabeled': unlabeled or '',
+      'test_set': '/'.join(table.test_sets()), 'n': cell.n,
       'mean': f'{cell.mean:.4f}',
       'std': '' if math.isnan(cell.std) else f'{cell.std:.4f}',
       'values': ';'.join(f'{v:.4f}' for v in cell.values),
@@ -213,11 +270,15 @@ def _add_csv(report: Report, index: int, table: Table, metric: str,
       'settings': settings})
 
 
-def table_header(index: int, table: Table, differing: Sequence[str]) -> str:
+def table_header(index: int, table: Table, differing: Sequence[str],
+                 stat: str = reported.DEFAULT_STATISTIC) -> str:
   s = table.settings
   shown = [f'{k}={s[k]}' for k in HEADLINE_KEYS if k in s]
+  test_sets = table.test_sets()
   lines = [f'## Table {index}: {s.get("method")} on {s.get("dataset")}',
-           '', 'Settings: ' + ', '.join(shown) + '.']
+           '', 'Settings: ' + ', '.join(shown) + '.',
+           f'Test set: {" / ".join(test_sets) if test_sets else "not recorded"}'
+           '.']
   if table.merge:
     labels = table.labels()
     per_row = {}
@@ -232,51 +293,65 @@ def table_header(index: int, table: Table, differing: Sequence[str]) -> str:
   return '\n'.join(lines)
 
 
+def _missing_note(cells) -> str:
+  missing = sum(c.missing for c in cells)
+  return (f'\n\n{missing} run(s) recorded no epoch history for this '
+          'statistic (n/a or fewer runs); --stat final reads every record.'
+          if missing else '')
+
+
 def _per_generation(report: Report, index: int, table: Table, settings: str,
-                    folds: Optional[int], ddof: int) -> None:
-  """Per metric and gamma: a table with one column per generation."""
+                    folds: Optional[int], ddof: int, stat: str) -> None:
+  """Per metric and column: a table with one column per generation."""
   rows, num_gen = table.rows(), max(r.num_generation for r in table.runs)
-  for metric, (title, _) in METRICS.items():
-    for g in table.gammas():
-      cells = {(r, k): table.cell(r, g, metric, generation=k, ddof=ddof)
+  for metric in table.metrics():
+    for col in table.columns():
+      cells = {(r, k): table.cell(r, col, metric, generation=k, ddof=ddof,
+                                  stat=stat)
                for r in rows for k in range(num_gen)}
-      expected = folds or max(c.n for c in cells.values())
+      expected = folds or max(c.n + c.missing for c in cells.values())
       body = [[r] + [cells[r, k].text(expected) for k in range(num_gen)]
               for r in rows]
       report.markdown.append(
-          f'{title}, {runs_lib.format_gamma(g)}, per generation:\n\n' +
+          f'{METRICS[metric]}, {table.column_name(col)}, per generation, '
+          f'{reported.caption(stat)}:\n\n' +
           markdown_table(['method'] + [f'gen {k}' for k in range(num_gen)],
-                         body))
+                         body) + _missing_note(cells.values()))
       for (r, k), cell in cells.items():
-        _add_csv(report, index, table, metric, k, r, g, cell, settings)
+        _add_csv(report, index, table, metric, k, r, col, cell, settings,
+                 stat)
 
 
 def build_report(runs: Sequence[runs_lib.Run],
                  per_generation: bool = False, folds: Optional[int] = None,
-                 ddof: int = 0, merge: Sequence[str] = ()) -> Report:
-  """Builds every table (final generation, minority view, per generation)."""
+                 ddof: int = 0, merge: Sequence[str] = (),
+                 stat: str = reported.DEFAULT_STATISTIC) -> Report:
+  """Builds every table (final generation, minority view, per generation),
+  each cell the statistic `stat` (`crest.reported.STATISTICS`) of a run."""
+  reported.check_statistic(stat)
   report = Report()
   tables = build_tables(runs, merge)
   differing = differing_settings(tables)
   for index, table in enumerate(tables, 1):
-    rows, gammas = table.rows(), table.gammas()
+    rows, columns = table.rows(), table.columns()
     settings = '; '.join(f'{k}={table.settings.get(k)}' for k in differing)
-    report.markdown.append(table_header(index, table, differing))
-    for metric, (title, _) in METRICS.items():
-      cells = {(r, g): table.cell(r, g, metric, ddof=ddof)
-               for r in rows for g in gammas}
-      expected = folds or max(c.n for c in cells.values())
-      body = [[r] + [cells[r, g].text(expected) for g in gammas]
+    report.markdown.append(table_header(index, table, differing, stat))
+    for metric in table.metrics():
+      cells = {(r, c): table.cell(r, c, metric, ddof=ddof, stat=stat)
+               for r in rows for c in columns}
+      expected = folds or max(c.n + c.missing for c in cells.values())
+      body = [[r] + [cells[r, c].text(expected) for c in columns]
               for r in rows]
       report.markdown.append(
-          f'{title}, final generation, mean (std) over folds:\n\n' +
-          markdown_table(['method'] + [runs_lib.format_gamma(g)
-                                      for g in gammas],
-                         body))
-      for (r, g), cell in cells.items():
-        _add_csv(report, index, table, metric, 'final', r, g, cell, settings)
+          f'{METRICS[metric]}, final generation, {reported.caption(stat)}, '
+          f'mean (std) over folds / seeds:\n\n' +
+          markdown_table(['method'] + [table.column_name(c) for c in columns],
+                         body) + _missing_note(cells.values()))
+      for (r, c), cell in cells.items():
+        _add_csv(report, index, table, metric, 'final', r, c, cell, settings,
+                 stat)
     if per_generation:
-      _per_generation(report, index, table, settings, folds, ddof)
+      _per_generation(report, index, table, settings, folds, ddof, stat)
   return report
 
 

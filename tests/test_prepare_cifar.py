@@ -64,8 +64,9 @@ def test_files_in_the_documented_layout(cifar10):
               'cifar-lt/cifar-10-data-im-0.1/eval.tfrecords',
               'cifar-lt/cifar-10-data-im-0.02/train.tfrecords',
               'cifar-lt/cifar-10-data-im-0.02/eval.tfrecords',
-              'cifar-darp/cifar10-10-train-labeled.tfrecords',
-              'cifar-darp/cifar10-10-train-unlabeled.tfrecords',
+              # N1 / M1 other than 1500 / 3000: in the names.
+              'cifar-darp/cifar10-10-n20-m30-train-labeled.tfrecords',
+              'cifar-darp/cifar10-10-n20-m30-train-unlabeled.tfrecords',
               'cifar-darp/cifar10-test.tfrecords']:
     assert os.path.getsize(os.path.join(ml, rel)) > 0, rel
   # No temporary files left behind.

@@ -88,6 +88,19 @@ def test_records_and_files(finished_run):
     per_class = json.load(open(os.path.join(
         gdir, 'stats', 'per_class_acc.test.ema.json')))
     assert len(per_class['last1']) == k  # The original wrote these empty.
+    # The reported-number statistics, from the epoch history; the last
+    # epoch's evaluation is the final one.
+    history = json.load(open(os.path.join(gdir, 'stats', 'history.json')))
+    st = rec['statistics']
+    assert st['epochs'] == cfg.num_epoch
+    assert st['test_accuracy']['final'] == pytest.approx(rec['test_accuracy'])
+    assert st['test_accuracy']['median20'] == pytest.approx(
+        np.median(history['acc.test.ema']))
+    assert st['test_accuracy']['best'] == pytest.approx(
+        max(history['acc.test.ema']))
+    assert rec['test_set'] == 'balanced'
+    assert rec['test_balanced_accuracy'] == pytest.approx(
+        np.mean(rec['test_per_class_recall']))
 
 
 def test_labeled_sets_follow_the_reference_order(finished_run):
