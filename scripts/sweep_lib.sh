@@ -3,7 +3,9 @@
 # A sweep script sets BASE_FLAGS (array), the defaults of FOLDS, RATIOS,
 # METHODS and MODEL_DIR, defines `method_flags METHOD` (prints the method's
 # flags, fails on an unknown method), optionally `fold_flags FOLD` (extra flags
-# of a fold, e.g. --seed=FOLD), and calls `sweep_main`. Every run gets its
+# of a fold, e.g. --seed=FOLD), optionally `ratio_flags RATIO` (the flags of
+# one RATIOS entry; default --class_im_ratio=RATIO; see `darp_ratio_flags`),
+# and calls `sweep_main`. Every run gets its
 # own --model_dir, $MODEL_DIR/METHOD/ratioRATIO/foldFOLD, with its log
 # (stdout and stderr, appended on each attempt) in train.log there.
 #
@@ -56,8 +58,11 @@ EOF
 }
 
 # Succeeds if the run of these flags has its last generation's record.
+# (Without its --model_dir directory it cannot be: no Python is started.)
 sweep_is_finished() {
-  local out run_dir num_gen last
+  local out run_dir num_gen last a model_dir=""
+  for a in "$@"; do [[ "$a" == --model_dir=* ]] && model_dir="${a#*=}"; done
+  [[ -z "$model_dir" || -d "$model_dir" ]] || return 1
   out="$(sweep_run_dir "$@")" || return 1
   run_dir="$(sed -n 1p <<<"$out")"
   num_gen="$(sed -n 2p <<<"$out")"
@@ -87,6 +92,35 @@ sweep_launch() {
   ) &
 }
 
+# The DARP sweeps' RATIOS entries: GAMMA (the labeled profile for the
+# unlabeled set too) or GAMMA_PROFILE, PROFILE one of uniform, reversed,
+# middle, head_tail (--darp_gamma_u / --darp_unlabeled_shape).
+darp_ratio_flags() {
+  local gamma="${1%%_*}" profile=""
+  [[ "$1" == *_* ]] && profile="${1#*_}"
+  [[ -n "$gamma" ]] || return 1
+  case "$profile" in
+    ""|consistent) echo "--class_im_ratio=$gamma" ;;
+    uniform) echo "--class_im_ratio=$gamma --darp_gamma_u=1" ;;
+    reversed) echo "--class_im_ratio=$gamma --darp_gamma_u=-$gamma" ;;
+    middle|head_tail) echo "--class_im_ratio=$gamma" \
+                           "--darp_unlabeled_shape=$profile" ;;
+    *) return 1 ;;
+  esac
+}
+
+# RATIOS of a DARP sweep: every GAMMA x UNLABELED profile ("consistent" as
+# the plain GAMMA, so those runs keep their directories).
+darp_ratio_grid() {
+  local g u out=()
+  for g in $1; do
+    for u in $2; do
+      if [[ "$u" == consistent ]]; then out+=("$g"); else out+=("${g}_$u"); fi
+    done
+  done
+  echo "${out[*]}"
+}
+
 # Runs the grid FOLDS x RATIOS x METHODS (fold outermost, so the first
 # complete table comes first).
 sweep_main() {
@@ -98,6 +132,15 @@ sweep_main() {
       return 2
     fi
   done
+  if declare -F ratio_flags >/dev/null; then
+    for m in $RATIOS; do
+      if ! ratio_flags "$m" >/dev/null; then
+        echo "error: bad entry '$m' in RATIOS (GAMMA or GAMMA_PROFILE," \
+          "PROFILE one of consistent uniform reversed middle head_tail)" >&2
+        return 2
+      fi
+    done
+  fi
   local slots=()
   read -ra slots <<<"$GPUS"
   [[ ${#slots[@]} -gt 0 ]] || slots=("")
@@ -108,7 +151,7 @@ sweep_main() {
     SWEEP_STATUS="$(mktemp "$MODEL_DIR/.sweep_status.XXXXXX")"
   fi
   local pids=() skipped=0 planned=0 stop=0 fold ratio name dir extra var
-  local -a args extra_args method_args fold_args
+  local -a args extra_args method_args fold_args ratio_args
   trap 'stop=1; for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done' \
     INT TERM
   for fold in $FOLDS; do
@@ -124,7 +167,11 @@ sweep_main() {
         if declare -F fold_flags >/dev/null; then
           read -ra fold_args <<<"$(fold_flags "$fold")"
         fi
-        args=("${BASE_FLAGS[@]}" "--class_im_ratio=$ratio" "--fold=$fold"
+        ratio_args=("--class_im_ratio=$ratio")
+        if declare -F ratio_flags >/dev/null; then
+          read -ra ratio_args <<<"$(ratio_flags "$ratio")"
+        fi
+        args=("${BASE_FLAGS[@]}" "${ratio_args[@]}" "--fold=$fold"
               "${fold_args[@]}" "${method_args[@]}" "--model_dir=$dir"
               "${extra_args[@]}")
         planned=$((planned + 1))

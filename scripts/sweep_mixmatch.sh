@@ -7,6 +7,8 @@
 #
 #   scripts/sweep_mixmatch.sh
 #   GPUS="0 1" RATIOS="150" scripts/sweep_mixmatch.sh
+#   UNLABELED="consistent uniform reversed" RATIOS="100 150" \
+#     scripts/sweep_mixmatch.sh     # mismatched unlabeled distributions
 #   DATASET=cifar10lt RATIOS="0.02 0.01 0.005" \
 #     EXTRA_FLAGS=--percent_labeled=0.1 \
 #     scripts/sweep_mixmatch.sh     # MixMatch on the CIFAR-10-LT protocol
@@ -20,7 +22,10 @@
 #
 # Environment (defaults in brackets):
 #   FOLDS [1 2 3 4 5]  RATIOS (--class_im_ratio; gamma itself for DARP)
-#   [50 100 150]  METHODS [mixmatch crest crestplus]  DATASET [cifar10ltdarp]
+#   [50 100 150]  UNLABELED (DARP: the unlabeled distributions, consistent,
+#   uniform, reversed, middle, head_tail; runs of the others go to
+#   ratioGAMMA_UNLABELED) [consistent]
+#   METHODS [mixmatch crest crestplus]  DATASET [cifar10ltdarp]
 #   MODEL_DIR [./runs/mixmatch-DATASET]  GPUS [] (ids: one run per GPU in
 #   parallel; empty: sequential)  EXTRA_FLAGS [] (appended to every run)
 #   EXTRA_FLAGS_<method> []  PYTHON [python3]  DRY_RUN [0] (1: print only)
@@ -53,4 +58,8 @@ method_flags() {
 }
 
 . "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
+if [[ "$DATASET" == *darp ]]; then
+  RATIOS="$(darp_ratio_grid "$RATIOS" "${UNLABELED:-consistent}")"
+  ratio_flags() { darp_ratio_flags "$1"; }
+fi
 sweep_main

@@ -178,3 +178,55 @@ def test_config_run_dir_and_legacy_names(tmp_path):
   d = registry.load(base.DataArgs('cifar10ltdarp', ml_data=str(tmp_path),
                                   class_im_ratio=10, darp_n1=N1, darp_m1=M1))
   assert len(d.labeled_positions) == len(lab)
+
+
+def _dry_run(script, tmp_path, **env):
+  import re
+  import subprocess
+  from conftest import ROOT
+  r = subprocess.run(['bash', str(ROOT / 'scripts' / script)],
+                     env=dict(os.environ, DRY_RUN='1',
+                              MODEL_DIR=str(tmp_path / 'runs'), **env),
+                     capture_output=True, text=True, timeout=300)
+  runs = {m.group(1): m.group(2).split() for m in re.finditer(
+      r'^would run: (\S+): \S+ -m train_and_eval_loop (.*)$', r.stdout, re.M)}
+  return r, runs
+
+
+def _flag(args, name):
+  values = [a.split('=', 1)[1] for a in args if a.startswith(f'--{name}=')]
+  return values[-1] if values else None
+
+
+def test_sweep_darp_grid(tmp_path):
+  r, runs = _dry_run('sweep_darp.sh', tmp_path, FOLDS='1 2', GAMMAS='150',
+                     UNLABELED='consistent uniform reversed',
+                     METHODS='fixmatch crestplus')
+  assert r.returncode == 0, r.stderr
+  assert sorted(runs) == sorted(
+      f'{m}/ratio150{u}/fold{f}' for m in ('fixmatch', 'crestplus')
+      for u in ('', '_uniform', '_reversed') for f in (1, 2))
+  for name, args in runs.items():
+    assert _flag(args, 'dataset') == 'cifar10ltdarp'
+    assert _flag(args, 'class_im_ratio') == '150'
+    assert _flag(args, 'seed') == name[-1]  # DARP: the fold seeds training.
+    assert _flag(args, 'darp_gamma_u') == (
+        '1' if 'uniform' in name else '-150' if 'reversed' in name else None)
+    assert (_flag(args, 'how_dalign') == 'adaptive') == (
+        name.startswith('crestplus'))
+  assert 'Sweep of 12 run(s)' in r.stdout
+  assert not (tmp_path / 'runs').exists()
+  r, _ = _dry_run('sweep_darp.sh', tmp_path, RATIOS='150_sideways')
+  assert r.returncode == 2 and "bad entry '150_sideways'" in r.stderr
+
+
+def test_sweep_mixmatch_unlabeled_distributions(tmp_path):
+  r, runs = _dry_run('sweep_mixmatch.sh', tmp_path, FOLDS='1', RATIOS='100',
+                     UNLABELED='consistent middle', METHODS='mixmatch')
+  assert r.returncode == 0, r.stderr
+  assert sorted(runs) == ['mixmatch/ratio100/fold1',
+                          'mixmatch/ratio100_middle/fold1']
+  args = runs['mixmatch/ratio100_middle/fold1']
+  assert _flag(args, 'darp_unlabeled_shape') == 'middle'
+  assert _flag(args, 'method') == 'mixmatch'
+  assert _flag(runs['mixmatch/ratio100/fold1'], 'darp_unlabeled_shape') is None
