@@ -41,6 +41,7 @@ class Config:
   darp_m1: Optional[int] = None
   darp_gamma_u: Optional[float] = None
   darp_unlabeled_shape: str = 'longtail'
+  stl10_add_unused: bool = False
   imagenet127_test: str = 'imbalanced'
   input_shape: Tuple[int, int, int] = (32, 32, 3)
   # Augmentation.
@@ -147,6 +148,7 @@ class Config:
 
   def data_args(self):
     """The data layer's settings (`data.base.DataArgs`) of this config."""
+    from data import registry  # pylint: disable=g-import-not-at-top
     from data.base import DataArgs  # pylint: disable=g-import-not-at-top
     return DataArgs(dataset=self.dataset, ml_data=self.ml_data,
                     class_im_ratio=self.class_im_ratio,
@@ -157,7 +159,11 @@ class Config:
                     darp_gamma_u=self.darp_gamma_u,
                     darp_unlabeled_shape=self.darp_unlabeled_shape,
                     data_file=self.data_file,
-                    imagenet127_test=self.imagenet127_test)
+                    imagenet127_test=self.imagenet127_test,
+                    image_size=(int(self.input_shape[0])
+                                if registry.image_sizes(self.dataset)
+                                else None),
+                    stl10_add_unused=self.stl10_add_unused)
 
 
 def semantic_diff(a: Config, b: Config) -> Dict[str, Tuple[Any, Any]]:

@@ -53,12 +53,17 @@ _FLAGS = [
      'DARP protocol: shape of the unlabeled class profile: longtail, middle '
      '(largest counts in the middle classes) or head_tail (largest at both '
      'ends).'),
+    ('stl10_add_unused', 'bool', _D.stl10_add_unused,
+     'STL-10-LT: add the training images the long-tailed labeled set leaves '
+     'out to the unlabeled set (default: the 100,000 unlabeled images '
+     'only).'),
     ('imagenet127_test', 'str', _D.imagenet127_test,
      'ImageNet-127 test set: imbalanced (the whole ILSVRC validation set) '
      'or balanced (the first min-class-count images of each class).'),
     ('input_shape', 'str', '32,32,3',
      'Image shape H,W,C; must match the data (Fashion-MNIST: 28,28,1). Left '
-     'at its default, it follows the dataset.'),
+     'at its default, it follows the dataset. STL-10-LT: 96,96,3 (its '
+     'own), 64,64,3 or 32,32,3 (resized).'),
     # --- Augmentation.
     ('augment', 'str', _D.augment, 'Augmentation of the labeled view.'),
     ('weakaug', 'str', _D.weakaug, 'Weak augmentation of unlabeled views.'),
@@ -242,6 +247,11 @@ def config_from_values(values: Dict[str, Any],
   if how in ('', 'None', 'none'):
     how = None
   v['how_dalign'] = how
+  if 'input_shape' not in present:  # A dataset offered at several sizes.
+    from data import registry  # pylint: disable=g-import-not-at-top
+    shape = registry.default_image_shape(v['dataset'])
+    if shape:
+      v['input_shape'] = ','.join(map(str, shape))
   v['input_shape'] = _parse_ints('input_shape', v['input_shape'], False)
   v['head_mlp_dims'] = _parse_ints('head_mlp_dims', v['head_mlp_dims'], True)
   v['ml_data'] = config_lib.resolve_ml_data(v['ml_data'])

@@ -88,6 +88,16 @@ def _log_report(name: str, report: Dict[str, Any]) -> None:
                np.array2string(np.asarray(report['confusion'])))
 
 
+def _accuracy_where_known(scores: np.ndarray, labels: np.ndarray
+                          ) -> Optional[float]:
+  """Accuracy of `scores` [U, K] on the rows whose label [U] is known
+  (>= 0); None when there is none."""
+  known = labels >= 0
+  if not known.any():
+    return None
+  return float(np.mean(np.argmax(scores[known], 1) == labels[known]))
+
+
 def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
                    generation: int, temperature: Optional[float],
                    labeled_positions: np.ndarray, labeled_labels: np.ndarray,
@@ -129,9 +139,10 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
       'test_per_class_precision': report['precision'].tolist(),
       'test_confusion_matrix': report['confusion'].tolist(),
       'unlabeled_predicted_per_class': predicted.tolist(),
-      'unlabeled_accuracy': float(np.mean(np.argmax(scores, 1) ==
-                                          data.train_labels[pool]))
-                            if len(pool) else None,
+      # Over the pool's examples with a label (STL-10's unlabeled images
+      # have none: -1); None without any.
+      'unlabeled_accuracy': _accuracy_where_known(scores,
+                                                  data.train_labels[pool]),
       'picked_per_class': picked.tolist(),
       'picked_correct_per_class': correct.tolist(),
       'labeled_per_class': np.bincount(

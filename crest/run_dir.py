@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional
 from crest import records
 from crest.config import Config
 from data import layout as data_layout
+from data import registry as data_registry
 
 CONFIG_FILE = 'config.json'
 RECORD_FILE = 'generation.json'
@@ -54,6 +55,9 @@ def run_name(cfg: Config) -> str:
         cfg.class_im_ratio, cfg.darp_gamma_u, cfg.darp_unlabeled_shape)
     if tag:  # Another unlabeled profile than the labeled one.
       data_name += f'_{tag}'
+  sizes = data_registry.image_sizes(cfg.dataset)
+  if sizes and int(cfg.input_shape[0]) != sizes[0]:  # Resized images.
+    data_name += f'_{int(cfg.input_shape[0])}px'
   model_name = f'{cfg.net_arch}-{format_ratio(cfg.net_width)}'
   desc = [cfg.method, f'ep{cfg.num_epoch}x{cfg.num_batch}',
           f'bs{cfg.batch_size}x{cfg.unlab_ratio}',

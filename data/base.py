@@ -34,6 +34,10 @@ class DataArgs:
       the head, or the tail when darp_gamma_u < 0), 'middle' or 'head_tail'
       (`data.splits.profile_ranks`).
     data_file: path of a user `.npz` file (own-data datasets).
+    image_size: the image side, for datasets offered at several sizes
+      (`data.registry.image_sizes`; STL-10-LT 96, 64, 32); None: their own.
+    stl10_add_unused: STL-10-LT: add the training images the long-tailed
+      labeled set leaves out to the unlabeled set.
     imagenet127_test: ImageNet-127's test set, 'imbalanced' (the whole
       validation set) or 'balanced' (as many images of each class).
   """
@@ -50,6 +54,8 @@ class DataArgs:
   darp_unlabeled_shape: str = 'longtail'
   data_file: str = ''
   imagenet127_test: str = 'imbalanced'
+  image_size: Optional[int] = None
+  stl10_add_unused: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +69,8 @@ class SSLData:
     name: dataset name.
     num_classes: K.
     train_images: uint8 [N, H, W, C].
-    train_labels: int64 [N], true labels.
+    train_labels: int64 [N], true labels (-1: unknown, e.g. STL-10's
+      unlabeled images).
     test_images: uint8 [T, H, W, C].
     test_labels: int64 [T].
     labeled_positions: int64 [L], the original labeled set in reference order.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import numbers
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from data import errors
 from data import base
@@ -21,8 +21,11 @@ from data import splits
 #   'npz': own data as is, split by percent_labeled.
 #   'natural': naturally long-tailed data as is (ImageNet-127), split by
 #     percent_labeled; class_im_ratio is ignored.
+#   'stl': STL-10-LT, class_im_ratio is the labeled gamma >= 1, darp_n1 the
+#     labeled head count; the unlabeled set is fixed (the unlabeled images).
 _LT, _BALANCED, _DARP, _NPZ = 'lt', 'balanced', 'darp', 'npz'
 _NATURAL = 'natural'
+_STL = 'stl'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +35,9 @@ class _Entry:
   num_classes: Optional[int]
   needs_ml_data: bool
   needs_data_file: bool = False
+  # Image sides the dataset is offered at (the first is its own), chosen
+  # by `DataArgs.image_size`; () = one size, the data's.
+  image_sizes: Tuple[int, ...] = ()
 
 
 _REGISTRY = {
@@ -45,6 +51,7 @@ _REGISTRY = {
     'imagenet127_32': _Entry('data.imagenet127', _NATURAL, 127, True),
     'imagenet127_64': _Entry('data.imagenet127', _NATURAL, 127, True),
     'npz': _Entry('data.own_npz', _NPZ, None, False, needs_data_file=True),
+    'stl10lt': _Entry('data.stl10', _STL, 10, True, image_sizes=(96, 64, 32)),
     'npzlt': _Entry('data.own_npz', _LT, None, False, needs_data_file=True),
     'synthetic': _Entry('data.synthetic', _LT, 10, False),
     'synthetic_tiny': _Entry('data.synthetic', _LT, 10, False),
@@ -76,7 +83,21 @@ def imbalance_gamma(name: str, class_im_ratio: float) -> Optional[float]:
   if kind == _BALANCED:
     return None
   ratio = float(class_im_ratio)
-  return ratio if kind == _DARP else 1.0 / ratio
+  return ratio if kind in (_DARP, _STL) else 1.0 / ratio
+
+
+def image_sizes(name: str) -> Tuple[int, ...]:
+  """The image sides dataset `name` is offered at, its own first (STL-10:
+  96, 64, 32); () for a dataset of one size or an unknown name."""
+  entry = _REGISTRY.get(name)
+  return entry.image_sizes if entry else ()
+
+
+def default_image_shape(name: str) -> Optional[Tuple[int, int, int]]:
+  """The input shape of a dataset offered at several sizes when
+  --input_shape is not given (its own size), else None (the data's)."""
+  sizes = image_sizes(name)
+  return (sizes[0], sizes[0], 3) if sizes else None
 
 
 def unlabeled_distribution(name: str, class_im_ratio: float,
@@ -123,6 +144,31 @@ def validate(args: base.DataArgs) -> None:
     raise errors.DataSettingError(
         f'--class_im_ratio={args.class_im_ratio} must be in (0, 1] for '
         f'dataset {name!r}: it is N_min / N_max (0.01 means gamma = 100).')
+  if entry.kind == _STL:
+    if args.class_im_ratio < 1.0:
+      raise errors.DataSettingError(
+          f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
+          f'{name!r}: it is the labeled gamma = N_max / N_min (the field '
+          f'uses 10 and 20).')
+    if args.darp_n1 is not None and (
+        not isinstance(args.darp_n1, numbers.Integral) or args.darp_n1 < 1):
+      raise errors.DataSettingError(
+          f'--darp_n1={args.darp_n1!r} must be a positive integer (the '
+          f'labeled head-class count; unset: 450).')
+    if args.darp_m1 is not None:
+      raise errors.DataSettingError(
+          f'--darp_m1 does not apply to {name!r}: its unlabeled set is the '
+          f'100,000 unlabeled images (--stl10_add_unused adds the unused '
+          f'labeled ones). Drop it.')
+  elif args.stl10_add_unused:
+    raise errors.DataSettingError(
+        f'--stl10_add_unused applies to stl10lt only, not {name!r}. Drop it.')
+  if entry.image_sizes and args.image_size is not None and (
+      args.image_size not in entry.image_sizes):
+    raise errors.DataSettingError(
+        f'--input_shape: dataset {name!r} is offered at '
+        f'{", ".join(f"{s}x{s}x3" for s in entry.image_sizes)}, not at side '
+        f'{args.image_size}.')
   if entry.kind == _DARP:
     if args.class_im_ratio < 1.0:
       raise errors.DataSettingError(

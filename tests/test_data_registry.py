@@ -13,7 +13,7 @@ def test_names_lists_synthetic_and_is_sorted():
   assert registry.names() == [
       'cifar10', 'cifar100', 'cifar100lt', 'cifar100ltdarp', 'cifar10lt',
       'cifar10ltdarp', 'fashionmnistlt', 'imagenet127_32', 'imagenet127_64',
-      'npz', 'npzlt', 'synthetic', 'synthetic_tiny']
+      'npz', 'npzlt', 'stl10lt', 'synthetic', 'synthetic_tiny']
 
 
 def test_unknown_dataset_names_the_choices():
