@@ -5,7 +5,8 @@
     --fold=1 --num_epoch=64 --num_generation=6 --sched_level=1 \
     --dalign_t=0.5 --how_dalign=adaptive --do_distalign=True
 
-Exit codes: 0 done; 2 bad input (flags, data, run directory, a full disk);
+Exit codes: 0 done; 2 bad input (flags, flag parsing, data, run directory,
+a full disk);
 1 a non-finite loss or another error; 128 + N stopped by signal N (SIGTERM,
 SIGINT) after saving a checkpoint.
 """
@@ -52,9 +53,20 @@ def _fail(message: str, code: int) -> int:
   return code
 
 
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl's flag parsing, but a bad flag, value or flagfile exits with 2
+  (bad input), like every other user error."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e}\nPass --helpshort or --helpfull to see the flags.',
+          file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: List[str]) -> Optional[int]:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}', exitcode=2)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   # Read by TensorFlow once, when it is imported (so before the import).
   # Two settings act before the config exists: TensorFlow reads the oneDNN
@@ -75,9 +87,7 @@ def main(argv: List[str]) -> Optional[int]:
       records = generations.run(cfg, strategy, data,
                                 is_chief=strategy_lib.is_chief(strategy))
     except NonFiniteLossError as e:
-      return _fail(f'{e} The last good checkpoint is kept; lower '
-                   '--learning_rate, set --clip_value, or use --do_rollback.',
-                   1)
+      return _fail(f'{e} The last good checkpoint is kept; {e.advice}', 1)
   except USER_ERRORS as e:
     return _fail(str(e), 2)
   except interrupt.Interrupted as e:
@@ -90,6 +100,11 @@ def main(argv: List[str]) -> Optional[int]:
                    'space or choose another --model_dir; re-running the same '
                    'command resumes from the last complete checkpoint.', 2)
     raise
+  except Exception as e:  # pylint: disable=broad-except
+    from crest import disk  # pylint: disable=g-import-not-at-top
+    if disk.is_disk_full(e):  # A write no `disk.writing` wraps.
+      return _fail(str(disk.error(str(e).splitlines()[0], None, e)), 2)
+    raise
   last = records[-1]
   logging.info('Done: %d generation(s); final EMA test accuracy %.4f.',
                len(records), last['test_accuracy'])
@@ -98,7 +113,7 @@ def main(argv: List[str]) -> Optional[int]:
 
 def run() -> None:
   crest_flags.define_flags(FLAGS, help_module=sys.argv[0])
-  app.run(lambda argv: sys.exit(main(argv) or 0))
+  app.run(lambda argv: sys.exit(main(argv) or 0), flags_parser=parse_flags)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ a temporary directory they delete); every worker restores from the chief's.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from typing import List, Optional
 import tensorflow as tf
 from absl import logging
 
+from crest import disk
 from crest import records
 from crest.errors import UserError
 
@@ -22,15 +24,20 @@ MAX_ROLLBACKS = 3
 
 
 class NonFiniteLossError(RuntimeError):
-  """The training loss became NaN or infinite.
+  """The training loss, the learning rate or the updated weights became NaN
+  or infinite.
 
   Attributes:
     batches: the input-stream batch indices of the failing steps.
+    advice: what to change (for the entry point's message).
   """
 
-  def __init__(self, message: str, batches=()):
+  def __init__(self, message: str, batches=(),
+               advice: str = 'lower --learning_rate, set --clip_value, or '
+               'use --do_rollback.'):
     super().__init__(message)
     self.batches = list(batches)
+    self.advice = advice
 
 
 class Checkpoints:
@@ -44,8 +51,9 @@ class Checkpoints:
   """
 
   def __init__(self, checkpoint: tf.train.Checkpoint, ckpt_dir: str,
-               is_chief: bool, keep: int):
+               is_chief: bool, keep: int, nbytes: Optional[int] = None):
     self.checkpoint = checkpoint
+    self.nbytes = nbytes  # About what one checkpoint takes (for messages).
     self.ckpt_dir = ckpt_dir
     self.is_chief = is_chief
     save_dir = (ckpt_dir if is_chief else
@@ -66,7 +74,29 @@ class Checkpoints:
     return list(state.all_model_checkpoint_paths) if state else []
 
   def save(self, step: int) -> None:
-    self.manager.save(checkpoint_number=step)
+    """Saves the checkpoint of `step`.
+
+    Raises:
+      crest.disk.DiskFullError: the disk is full (the partial files are
+        removed; the previous checkpoints are kept).
+    """
+    try:
+      with disk.writing(self.manager.directory, self._size()):
+        self.manager.save(checkpoint_number=step)
+    except disk.DiskFullError:
+      for partial in glob.glob(os.path.join(self.manager.directory,
+                                            f'ckpt-{step}_temp*')):
+        shutil.rmtree(partial, ignore_errors=True)
+      raise
+
+  def _size(self) -> Optional[int]:
+    """Bytes of the newest checkpoint on disk, else the estimate."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      sizes = [os.path.getsize(p) for p in glob.glob(latest + '.*')]
+      if sizes:
+        return sum(sizes)
+    return self.nbytes
 
   def restore_latest(self) -> Optional[str]:
     """Restores the newest readable checkpoint; returns its path (None if

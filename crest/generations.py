@@ -7,15 +7,17 @@ confident `int(n_c * (gt_p_data[K-1-c] / gt_p_data[0]) ** (1/alpha))`.
 
 A generation is finished when its `generation.json` exists; it is written
 last, atomically, after `labeled_set.npz` and `picks.npz` (the directory's
-layout: `crest.run_dir`). Re-running the same command skips finished
-generations and resumes the unfinished one from its latest checkpoint; a
-directory made with another configuration is refused (`prepare_run_dir`).
+layout: `crest.run_dir`; `labeled_set.npz` is also written when the
+generation starts). Re-running the same command skips finished generations
+whose records check out (`crest.record_checks`; damaged ones are redone)
+and resumes the unfinished one from its latest checkpoint; a directory made
+with another configuration (`prepare_run_dir`), from other data, or in use
+by another process (`crest.run_guard`) is refused.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -23,9 +25,11 @@ from absl import logging
 
 from crest import config as config_lib
 from crest import metrics as metrics_lib
+from crest import record_checks
 from crest import records
 from crest import reported
 from crest import run_dir as run_dir_lib
+from crest import run_guard
 from crest import selection
 from crest.config import Config
 from crest.errors import UserError
@@ -51,7 +55,7 @@ def prepare_run_dir(cfg: Config, is_chief: bool = True) -> str:
   path = os.path.join(run_dir, run_dir_lib.CONFIG_FILE)
   if cfg.force_init and is_chief and os.path.isdir(run_dir):
     logging.warning('--force_init: deleting %s', run_dir)
-    shutil.rmtree(run_dir)
+    run_guard.clear(run_dir)  # All but the lock this process holds.
   if os.path.exists(path):
     try:
       previous = Config.from_dict(run_dir_lib.read_config(run_dir))
@@ -110,6 +114,10 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
     (positions int64 [P], pseudo-labels int64 [P]).
   """
   from crest.trainer import GenerationTrainer  # pylint: disable=g-import-not-at-top
+  if is_chief:  # What its checkpoints are trained on (checked on resume).
+    records.write_npz(os.path.join(gen_dir, run_dir_lib.LABELED_SET_FILE),
+                      positions=np.asarray(labeled_positions, np.int64),
+                      labels=np.asarray(labeled_labels, np.int64))
   seed = generation_seed(cfg.seed, generation)
   trainer = GenerationTrainer(cfg, strategy, data, gen_dir, temperature,
                               seed=seed, is_chief=is_chief)
@@ -170,10 +178,59 @@ def run_generation(cfg: Config, strategy, data: SSLData, gen_dir: str,
   return record, (np.asarray(pool[rows], np.int64), labels.astype(np.int64))
 
 
+def _finished(gen_dir: str, data: SSLData, positions: np.ndarray,
+              labels: np.ndarray) -> Optional[record_checks.Finished]:
+  """The checked records of a finished generation, or None to (re)do it.
+
+  Damaged records (a file missing, unreadable or inconsistent) are reported
+  and the generation redone: its labeled set follows from the previous
+  generation, and its checkpoints, when there, make the redo cheap.
+
+  Raises:
+    UserError: the generation's stored labeled set is not `positions`,
+      `labels` (the one that follows from the previous generation): its
+      checkpoints were trained on another one.
+  """
+  k, n = data.num_classes, len(data.train_labels)
+  try:
+    finished = record_checks.read_generation(gen_dir, k, n)
+  except record_checks.DamagedRecord as e:
+    logging.warning('Damaged record: %s. Redoing generation %s from its '
+                    'checkpoints.', e, os.path.basename(gen_dir))
+    finished = None
+  stored = finished.labeled if finished else None
+  path = os.path.join(gen_dir, run_dir_lib.LABELED_SET_FILE)
+  if finished is None and os.path.exists(path):
+    try:
+      stored = record_checks.read_index_set(path, k, n)
+    except record_checks.DamagedRecord as e:
+      logging.warning('%s; it will be written again.', e)
+  if stored is not None and not (np.array_equal(stored[0], positions) and
+                                 np.array_equal(stored[1], labels)):
+    raise UserError(
+        f'{path} is not the labeled set that follows from the data and the '
+        'previous generation\'s picks: this generation was trained on '
+        f'another one. Delete {gen_dir} to train it again, or use '
+        '--force_init to start the run over.')
+  return finished
+
+
 def run(cfg: Config, strategy, data: SSLData,
         is_chief: bool = True) -> List[Dict[str, Any]]:
-  """Runs (or resumes) every generation; returns their records."""
-  run_dir = prepare_run_dir(cfg, is_chief)
+  """Runs (or resumes) every generation; returns their records.
+
+  The chief holds the run directory's lock throughout
+  (`crest.run_guard.RunLock`); the data must be those the run started with
+  (`crest.run_guard.check_data`).
+  """
+  with run_guard.RunLock(run_dir_lib.path(cfg), is_chief):
+    run_dir = prepare_run_dir(cfg, is_chief)
+    run_guard.check_data(run_dir, cfg, data, is_chief)
+    return _run_generations(cfg, strategy, data, run_dir, is_chief)
+
+
+def _run_generations(cfg: Config, strategy, data: SSLData, run_dir: str,
+                     is_chief: bool) -> List[Dict[str, Any]]:
   original_pos = np.asarray(data.labeled_positions, np.int64)
   original_lab = data.train_labels[original_pos].astype(np.int64)
   picks: Tuple[np.ndarray, np.ndarray] = (np.zeros([0], np.int64),
@@ -192,8 +249,8 @@ def run(cfg: Config, strategy, data: SSLData,
     digest = hashlib.sha1(positions.tobytes() + labels.tobytes()).hexdigest()
     logging.info('Generation %d labeled set: %d examples, sha1 %s.', g,
                  len(positions), digest)
-    record = run_dir_lib.load_record(gen_dir)
-    if record is None:
+    finished = _finished(gen_dir, data, positions, labels)
+    if finished is None:
       logging.info('Generation %d/%d in %s: %d labeled (%d pseudo-labeled).',
                    g + 1, cfg.num_generation, gen_dir, len(positions),
                    len(picks[0]))
@@ -202,7 +259,6 @@ def run(cfg: Config, strategy, data: SSLData,
                                      len(picks[0]), is_chief)
     else:
       logging.info('Generation %d is finished (%s); skipping.', g, gen_dir)
-      with np.load(os.path.join(gen_dir, run_dir_lib.PICKS_FILE)) as f:
-        picks = (f['positions'], f['labels'])
+      record, picks = finished.record, finished.picks
     out.append(record)
   return out

@@ -84,9 +84,14 @@ def check_loss_settings(cfg) -> None:
                         losses.UNSUP_LOSS_TYPES)
   errors.require_choice('unsup_loss_divisor', cfg.unsup_loss_divisor,
                         losses.UNSUP_DIVISORS)
-  errors.require(0 <= cfg.threshold <= 1, '--threshold must be in [0, 1].')
-  errors.require(cfg.temperature >= 0,
-                 '--temperature must be >= 0 (0 = one-hot).')
+  errors.require_range('threshold', cfg.threshold, 0, 1,
+                       meaning='a confidence')
+  errors.require_range('temperature', cfg.temperature, 0,
+                       meaning='0 = one-hot pseudo-labels')
+  errors.require_range('weight_unsup', cfg.weight_unsup, 0,
+                       meaning='the weight of the unsupervised loss')
+  errors.require_range('mixup_beta', cfg.mixup_beta,
+                       meaning='<= 0 disables MixUp')
 
 
 def params_from_config(cfg, num_classes: int) -> LossParams:

@@ -21,8 +21,8 @@ def check(cfg: Config) -> None:
   if cfg.net_arch.lower() not in [a.lower() for a in archs]:
     raise errors.ConfigError(f'--net_arch={cfg.net_arch!r} is not valid; '
                              f'choose one of: {", ".join(archs)}.')
-  errors.require(cfg.net_width > 0,
-                 f'--net_width={cfg.net_width} must be positive.')
+  errors.require_range('net_width', cfg.net_width, 0, low_open=True,
+                       meaning='the network width')
   errors.require_choice('net_impl', cfg.net_impl, networks.IMPLS)
   errors.require_choice('activation', cfg.activation,
                         network_common.ACTIVATIONS)

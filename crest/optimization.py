@@ -20,10 +20,19 @@ def check(cfg: Config) -> None:
   errors.require(1 <= cfg.sched_level, '--sched_level must be at least 1.')
   errors.require(cfg.sched_step_size >= 1,
                  '--sched_step_size must be at least 1.')
-  errors.require(cfg.learning_rate > 0, '--learning_rate must be positive.')
-  errors.require(cfg.weight_decay >= 0, '--weight_decay must be >= 0.')
-  errors.require(cfg.clip_value >= 0, '--clip_value must be >= 0 (0 = off).')
-  errors.require(0 <= cfg.ema_decay < 1, '--ema_decay must be in [0, 1).')
+  rng = errors.require_range
+  rng('learning_rate', cfg.learning_rate, 0, low_open=True,
+      meaning='the base learning rate')
+  rng('weight_decay', cfg.weight_decay, 0, meaning='an L2 coefficient')
+  rng('clip_value', cfg.clip_value, 0, meaning='0 = no clipping')
+  rng('ema_decay', cfg.ema_decay, 0, 1, high_open=True,
+      meaning='a decay per step')
+  rng('momentum', cfg.momentum, 0, 1, high_open=True,
+      meaning='SGD momentum')
+  rng('sched_gamma', cfg.sched_gamma, 0, 1, low_open=True,
+      meaning="the step schedule's decay factor; 1 = no decay")
+  rng('sched_min_rate', cfg.sched_min_rate, 0, 1,
+      meaning='a fraction of the base learning rate')
 
 
 class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -58,11 +67,16 @@ def make_optimizer(cfg: Config) -> keras.optimizers.Optimizer:
   return opt
 
 
-def applied_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+def last_learning_rate(optimizer: keras.optimizers.Optimizer):
   """The learning rate the optimizer applied at its last step (its own
-  schedule at iterations - 1)."""
+  schedule at iterations - 1), a float32 scalar tensor (usable in a
+  tf.function)."""
   inner = getattr(optimizer, 'inner_optimizer', optimizer)
   schedule = inner._learning_rate  # pylint: disable=protected-access
   step = optimizer.iterations - 1
-  value = schedule(step) if callable(schedule) else schedule
-  return float(keras.ops.convert_to_numpy(value))
+  return schedule(step) if callable(schedule) else schedule
+
+
+def applied_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+  """`last_learning_rate` as a Python float."""
+  return float(keras.ops.convert_to_numpy(last_learning_rate(optimizer)))

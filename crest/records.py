@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from crest import disk
+
 MEDIAN_WINDOWS = (1, 10, 20, 50)
 
 
@@ -30,6 +32,12 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
     raise
 
 
+def _write(path: str, data: bytes) -> None:
+  """`_atomic_write_bytes`; a full disk raises crest.disk.DiskFullError."""
+  with disk.writing(path, len(data)):
+    _atomic_write_bytes(path, data)
+
+
 def _jsonable(x: Any) -> Any:
   if isinstance(x, dict):
     return {str(k): _jsonable(v) for k, v in x.items()}
@@ -49,7 +57,7 @@ def _jsonable(x: Any) -> Any:
 def write_json(path: str, obj: Any) -> None:
   """Atomically writes `obj` (NumPy values allowed) as indented JSON."""
   text = json.dumps(_jsonable(obj), indent=2, sort_keys=True) + '\n'
-  _atomic_write_bytes(path, text.encode('utf-8'))
+  _write(path, text.encode('utf-8'))
 
 
 def read_json(path: str) -> Any:
@@ -61,7 +69,7 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
   """Atomically writes arrays to an uncompressed `.npz`."""
   buf = io.BytesIO()
   np.savez(buf, **arrays)
-  _atomic_write_bytes(path, buf.getvalue())
+  _write(path, buf.getvalue())
 
 
 def medians(history: Sequence[Any],

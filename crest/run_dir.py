@@ -2,14 +2,18 @@
 
   MODEL_DIR/<run_name(cfg)>/            a run (`path(cfg)`)
     config.json                         the resolved config (CONFIG_FILE)
+    data.json                           the data's fingerprint (DATA_FILE)
+    run.lock                            one writer at a time (LOCK_FILE)
     gen_00[_t1.00]/                     a generation (generation_dir_name)
       labeled_set.npz                   what it trained on (LABELED_SET_FILE)
       picks.npz                         its pseudo-labels (PICKS_FILE)
       generation.json                   its record (RECORD_FILE), written last
 
 A generation is finished when its `generation.json` exists: the loop writes
-it last and atomically, after `labeled_set.npz` and `picks.npz`. The resume
-policy (which configs may reuse a directory) is `crest.generations`'.
+it last and atomically, after `labeled_set.npz` and `picks.npz`; it is
+trusted only when `read_generation` finds all three complete and consistent
+(else `DamagedRecord` names the file). The resume policy (which configs may
+reuse a directory) is `crest.generations`'.
 
 Needs only the standard library and NumPy (no TensorFlow), so that results
 can be read anywhere.
@@ -22,10 +26,12 @@ from typing import Any, Dict, Optional
 
 from crest import records
 from crest.config import Config
-from data import layout as data_layout
 from data import registry as data_registry
+from data import layout as data_layout
 
 CONFIG_FILE = 'config.json'
+DATA_FILE = 'data.json'
+LOCK_FILE = 'run.lock'
 RECORD_FILE = 'generation.json'
 LABELED_SET_FILE = 'labeled_set.npz'
 PICKS_FILE = 'picks.npz'
@@ -41,9 +47,20 @@ def format_ratio(x: float) -> str:
 
 
 def run_name(cfg: Config) -> str:
-  """The run's directory under `model_dir`: data / model / trainer."""
-  if cfg.percent_labeled is not None:
-    lab = f'p{format_ratio(cfg.percent_labeled)}'
+  """The run's directory under `model_dir`: data / model / trainer.
+
+  The labeled split reads `p{fraction}` for datasets split by a fraction
+  (the fraction used: --percent_labeled, else 0.1), `n{num_labeled}` for
+  the others."""
+  fraction = cfg.percent_labeled
+  if fraction is None and cfg.dataset in data_registry.names():
+    fraction = data_registry.labeled_fraction(cfg.dataset, None)
+  return _run_name(cfg, fraction)
+
+
+def _run_name(cfg: Config, fraction: Optional[float]) -> str:
+  if fraction is not None:
+    lab = f'p{format_ratio(fraction)}'
   else:
     lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
   data_name = (f'{cfg.dataset}_im{format_ratio(cfg.class_im_ratio)}_{lab}'
@@ -80,8 +97,16 @@ def run_name(cfg: Config) -> str:
 
 
 def path(cfg: Config) -> str:
-  """The run directory of `cfg`: `model_dir/run_name(cfg)`."""
-  return os.path.join(cfg.model_dir, run_name(cfg))
+  """The run directory of `cfg`: `model_dir/run_name(cfg)`, or the name an
+  earlier version gave it (`_n25_` for a fraction-split dataset without
+  --percent_labeled) when only that directory exists, so that it resumes."""
+  new = os.path.join(cfg.model_dir, run_name(cfg))
+  if cfg.percent_labeled is None:
+    old = os.path.join(cfg.model_dir, _run_name(cfg, None))
+    if (old != new and not os.path.exists(new)
+        and os.path.exists(os.path.join(old, CONFIG_FILE))):
+      return old
+  return new
 
 
 def generation_dir_name(generation: int, temperature: Optional[float]) -> str:

@@ -17,7 +17,11 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
+from crest import disk
 from crest import records
+
+# About what one epoch's TensorBoard events take (for a full-disk message).
+TB_BYTES_PER_EPOCH = 64 * 1024
 
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -45,8 +49,10 @@ class EpochLog:
     self.stats_dir = os.path.join(work_dir, 'stats')
     self.is_chief = is_chief
     self.num_epoch, self.num_batch = num_epoch, num_batch
-    self.writer = (tf.summary.create_file_writer(os.path.join(work_dir, 'tb'))
-                   if is_chief else tf.summary.create_noop_writer())
+    self.tb_dir = os.path.join(work_dir, 'tb')
+    with disk.writing(self.tb_dir, TB_BYTES_PER_EPOCH):
+      self.writer = (tf.summary.create_file_writer(self.tb_dir)
+                     if is_chief else tf.summary.create_noop_writer())
     self.history: Dict[str, List] = {}
 
   def restore(self, epochs_done: int) -> None:
@@ -73,12 +79,13 @@ class EpochLog:
     if not self.is_chief:
       return
     step = (epoch + 1) * self.num_batch
-    with self.writer.as_default():
+    with disk.writing(self.tb_dir, TB_BYTES_PER_EPOCH), \
+        self.writer.as_default():
       for k, v in values.items():
         if isinstance(v, list):
           for c, x in enumerate(v):
             scalar(f'{k}/class_{c:03d}', x, step)
         else:
           scalar(k, v, step)
-    self.writer.flush()
+      self.writer.flush()
     records.write_stats(self.stats_dir, self.history)

@@ -86,8 +86,15 @@ class GenerationTrainer:
         p_model_history=self.p_model_history, p_data=self.p_data,
         epoch=self.epoch, sums=self.sums)
     self.ckpt_dir = os.path.join(work_dir, 'ckpt')
+    nbytes = sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
+                 for v in (self.model.variables + self.ema.variables +
+                           list(self.optimizer.variables)))
     self.checkpoints = checkpoints_lib.Checkpoints(
-        self.checkpoint, self.ckpt_dir, is_chief, cfg.keep_checkpoints)
+        self.checkpoint, self.ckpt_dir, is_chief, cfg.keep_checkpoints,
+        nbytes=nbytes)
+    # What `self.health` checks for finiteness after each call.
+    self._checked_variables = [v for v in self.model.variables
+                               if tf.as_dtype(v.dtype).is_floating]
     self.epoch_log = summaries.EpochLog(work_dir, is_chief, cfg.num_epoch,
                                         cfg.num_batch)
     # --jit_compile: XLA compiles each replica's forward/backward, and the
@@ -104,6 +111,7 @@ class GenerationTrainer:
     # No autograph: the step code has no tensor-dependent Python control
     # flow, and converting it cost seconds of every generation's first step.
     self.train_steps = tf.function(self._train_steps_fn, autograph=False)
+    self.health = tf.function(self._health_fn, autograph=False)
 
   # ---------------------------------------------------------------- steps
   def _replica_step(self, batch, seed):
@@ -189,6 +197,15 @@ class GenerationTrainer:
     _, loss = tf.while_loop(lambda i, _: i < num_steps, body,
                             (tf.constant(0, num_steps.dtype), tf.constant(0.0)))
     return loss
+
+  def _health_fn(self):
+    """(the learning rate of the last step, whether every model variable is
+    finite), scalar tensors (`self.health`, one tf.function)."""
+    lr = tf.cast(optimization.last_learning_rate(self.optimizer), tf.float32)
+    finite = tf.reduce_all(tf.stack(
+        [tf.reduce_all(tf.math.is_finite(v)) for v in
+         self._checked_variables]))
+    return lr, finite
 
   # ------------------------------------------------------------ evaluation
   def logits(self, images: np.ndarray, raw: bool = True) -> tuple:
@@ -287,6 +304,28 @@ class GenerationTrainer:
     while self.step < self.cfg.steps_per_generation:
       self._train_epoch(iterator, counter.take)
 
+  def _check_finite(self, loss: float, lr: float, weights_finite: bool,
+                    epoch: int, batches) -> None:
+    """Raises NonFiniteLossError unless the last call's loss, learning rate
+    and updated weights are all finite (nothing non-finite is saved: the
+    checkpoints are written after this check)."""
+    where = f'at step {self.step} (epoch {epoch + 1})'
+    if not np.isfinite(lr):
+      cfg = self.cfg
+      raise NonFiniteLossError(
+          f'The learning rate became {lr} {where}.', batches,
+          advice=f'check --learning_rate={cfg.learning_rate:g} and the '
+          f'schedule (--sched_type={cfg.sched_type}, --sched_gamma='
+          f'{cfg.sched_gamma:g}, --sched_min_rate={cfg.sched_min_rate:g}, '
+          f'--sched_level={cfg.sched_level}).')
+    if not np.isfinite(loss):
+      raise NonFiniteLossError(f'The training loss became {loss} {where}.',
+                               batches)
+    if not weights_finite:
+      raise NonFiniteLossError(
+          f'The model weights became NaN or infinite {where} (the loss was '
+          f'{loss:.4g}).', batches)
+
   def _train_epoch(self, iterator, next_batches) -> None:
     cfg = self.cfg
     step = self.step
@@ -304,10 +343,8 @@ class GenerationTrainer:
         n = min(cfg.steps_per_loop, cfg.num_batch - done)
         batches = next_batches(n)
         loss = float(self.train_steps(iterator, tf.constant(n)))
-        if not np.isfinite(loss):
-          raise NonFiniteLossError(
-              f'The training loss became {loss} at step {self.step} '
-              f'(epoch {epoch + 1}).', batches)
+        lr, finite = self.health()
+        self._check_finite(loss, float(lr), bool(finite), epoch, batches)
         done += n
         bar.update(n)
         signum = interrupt.requested()

@@ -47,9 +47,13 @@ def read_npz(path: str):
   """
   if not path:
     raise errors.DataError(f'No --data_file given: it must be {FORMAT}.')
+  if os.path.isdir(path):
+    raise errors.DataError(f'--data_file {path} is a directory; give the '
+                           f'.npz file itself: {FORMAT}.')
   if not os.path.isfile(path):
     raise errors.DataError(f'--data_file {path} does not exist; it must be '
                            f'{FORMAT}.')
+  _check_magic(path)
   try:
     with np.load(path, allow_pickle=False) as f:
       missing = [k for k in KEYS if k not in f.files]
@@ -76,6 +80,11 @@ def read_npz(path: str):
       raise errors.DataError(
           f'{path}: x_{part} has shape {list(arrays["x_" + part].shape)}, '
           f'expected [N, H, W], [N, H, W, 1] or [N, H, W, 3].')
+    if x.shape[1] != x.shape[2]:
+      raise errors.DataError(
+          f'{path}: x_{part} has {x.shape[1]}x{x.shape[2]} images; they must '
+          f'be square (H == W: the augmentations crop, flip and rotate '
+          f'square images). Crop or pad them to a square first.')
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
       raise errors.DataError(
           f'{path}: y_{part} is {y.dtype} {list(y.shape)}, expected a 1-D '
@@ -86,24 +95,60 @@ def read_npz(path: str):
           f'labels.')
     if len(y) == 0:
       raise errors.DataError(f'{path}: x_{part} / y_{part} are empty.')
-    arrays['x_' + part], arrays['y_' + part] = x, y.astype(np.int64)
+    arrays['x_' + part], arrays['y_' + part] = x, y
+  # Label ranges in the file's own dtype (a cast first would show a uint64
+  # label as negative, and a huge label would size the class counts).
+  y_train = arrays['y_train']
+  _check_label_range(y_train, len(y_train), f'{path} (y_train)',
+                     'classes are numbered 0..K-1, each with training '
+                     f'examples, so labels are below the number of training '
+                     f'examples ({len(y_train)}); renumber the classes')
+  arrays['y_train'] = y_train = y_train.astype(np.int64)
+  k = int(y_train.max()) + 1
+  _check_label_range(arrays['y_test'], k, f'{path} (y_test)',
+                     f'test labels must be classes of y_train, 0..{k - 1}')
+  arrays['y_test'] = arrays['y_test'].astype(np.int64)
   if arrays['x_train'].shape[1:] != arrays['x_test'].shape[1:]:
     raise errors.DataError(
         f'{path}: train images are {list(arrays["x_train"].shape[1:])} but '
         f'test images are {list(arrays["x_test"].shape[1:])}; they must '
         f'match.')
-  y_train = arrays['y_train']
-  if y_train.min() < 0:
-    checks.check_labels(y_train, int(y_train.max()) + 1, f'{path} (y_train)')
-  k = int(y_train.max()) + 1
   if k < 2:
     raise errors.DataError(f'{path}: y_train has a single class; need >= 2.')
   checks.check_every_class(y_train, k, f'{path} (y_train)',
                            'every label from 0 to max(y_train) needs '
                            'training examples; renumber the classes')
-  checks.check_labels(arrays['y_test'], k, f'{path} (y_test)',
-                      f'test labels must be classes of y_train, 0..{k - 1}')
   return (arrays['x_train'], y_train, arrays['x_test'], arrays['y_test'], k)
+
+
+def _check_magic(path: str) -> None:
+  """A .npz is a zip archive; anything else gets a message saying what."""
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(6)
+  except OSError as e:
+    raise errors.DataError(f'--data_file {path} cannot be read: '
+                           f'{e.strerror or e}.') from None
+  if head.startswith(b'PK'):
+    return
+  what = ('a .npy file (one array)' if head.startswith(b'\x93NUMPY') else
+          'empty' if not head else
+          'not a .npz (zip) file: it starts with ' + repr(head))
+  raise errors.DataError(f'--data_file {path} is {what}; it must be '
+                         f'{FORMAT}.')
+
+
+def _check_label_range(y: np.ndarray, high: int, where: str,
+                       hint: str) -> None:
+  """Every label of `y` (any integer dtype) in [0, high), compared exactly."""
+  lo, hi = int(y.min()), int(y.max())
+  if lo >= 0 and hi < high:
+    return
+  bad = lo if lo < 0 else hi
+  position = int(np.flatnonzero(y == y.dtype.type(bad))[0])
+  raise errors.DataError(f'{where}: label {bad} at position {position} is '
+                         f'out of range; expected labels in [0, {high}): '
+                         f'{hint}.')
 
 
 def load(args: base.DataArgs) -> base.SSLData:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import numbers
 from typing import List, Optional, Tuple
 
@@ -100,6 +101,18 @@ def default_image_shape(name: str) -> Optional[Tuple[int, int, int]]:
   return (sizes[0], sizes[0], 3) if sizes else None
 
 
+def labeled_fraction(name: str,
+                     percent_labeled: Optional[float]) -> Optional[float]:
+  """The fraction of each class the labeled split of dataset `name` keeps:
+  `percent_labeled`, or `base.DEFAULT_PERCENT` (0.1) when it is unset, for
+  the datasets split by a fraction (long-tailed, own and naturally
+  long-tailed data); None for the others (balanced CIFAR is split by
+  num_labeled, DARP by its files)."""
+  if _entry(name).kind in (_BALANCED, _DARP, _STL):
+    return None
+  return base.DEFAULT_PERCENT if percent_labeled is None else percent_labeled
+
+
 def unlabeled_distribution(name: str, class_im_ratio: float,
                            darp_gamma_u: Optional[float] = None,
                            darp_unlabeled_shape: Optional[str] = None
@@ -131,6 +144,12 @@ def validate(args: base.DataArgs) -> None:
   """
   entry = _entry(args.dataset)
   name = args.dataset
+  if (not isinstance(args.class_im_ratio, numbers.Real)
+      or isinstance(args.class_im_ratio, bool)
+      or not math.isfinite(args.class_im_ratio) or args.class_im_ratio <= 0):
+    raise errors.DataSettingError(
+        f'--class_im_ratio={args.class_im_ratio!r} must be a finite positive '
+        f'number (N_min / N_max; for the DARP datasets gamma).')
   if (not isinstance(args.fold, numbers.Integral) or isinstance(args.fold, bool)
       or not 0 <= args.fold < 2 ** 32):
     raise errors.DataSettingError(

@@ -65,8 +65,10 @@ def plot_run(run_dir: str) -> List[str]:
   gens = sorted(run.records)
   if not gens:
     return []
+  k = len(run.records[gens[0]]['test_per_class_recall'])
+  gens = [g for g in gens  # Records of another K cannot share the charts.
+          if len(run.records[g]['test_per_class_recall']) == k]
   records = [run.records[g] for g in gens]
-  k = len(records[0]['test_per_class_recall'])
   classes = [str(c) for c in range(k)]
   chart, title = _chart(k), _title(run)
   out = []
@@ -123,9 +125,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path, error in bad:
       print(f'skipped {path}: {error}', file=sys.stderr)
     for run in runs:
-      paths = plot_run(run.path)
+      for g, error in sorted(run.damaged.items()):
+        print(f'{run.path}: generation {g} left out, damaged record: '
+              f'{error}', file=sys.stderr)
+      try:
+        paths = plot_run(run.path)
+      except (OSError, ValueError) as e:
+        print(f'skipped {run.path}: {e}', file=sys.stderr)
+        continue
       if not paths:
-        print(f'{run.path}: no finished generation yet')
+        print(f'{run.path}: no readable finished generation' +
+              (' (see the damaged records above)' if run.damaged else
+               ' yet'))
       for p in paths:
         print(f'Wrote {p}')
         written += 1

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from crest import record_checks
 from crest import records as records_lib
 from crest import reported
 from crest import run_dir as run_dir_lib
@@ -23,10 +24,14 @@ from data import registry as data_registry
 
 @dataclasses.dataclass
 class Run:
-  """One run directory: its config and its finished generations' records."""
+  """One run directory: its config and its finished generations' records
+  (`damaged`: generation -> what is wrong with its record, for the records
+  that `crest.record_checks.read_record` refuses; those are left out of
+  `records`)."""
   path: str
   config: Dict[str, Any]
   records: Dict[int, Dict[str, Any]]
+  damaged: Dict[int, str] = dataclasses.field(default_factory=dict)
 
   @property
   def num_generation(self) -> int:
@@ -42,9 +47,30 @@ class Run:
 
 
 def load_run(path: str) -> Run:
-  """Reads `path/config.json` and every `gen_*/generation.json`."""
-  return Run(path=path, config=run_dir_lib.read_config(path),
-             records=run_dir_lib.finished_generations(path))
+  """Reads `path/config.json` and every `gen_*/generation.json`, checked
+  (`crest.record_checks.read_record` with the keys the scripts use).
+
+  Raises:
+    OSError, ValueError: config.json is unreadable or not a JSON object.
+  """
+  config = run_dir_lib.read_config(path)
+  if not isinstance(config, dict):
+    raise ValueError(f'{os.path.join(path, run_dir_lib.CONFIG_FILE)} is not '
+                     'a JSON object')
+  found, damaged = {}, {}
+  for name in sorted(os.listdir(path)):
+    generation = run_dir_lib.parse_generation_dir(name)
+    if generation is None:
+      continue
+    try:
+      record = record_checks.read_record(os.path.join(path, name),
+                                         required=record_checks.SCRIPT_KEYS)
+    except record_checks.DamagedRecord as e:
+      damaged[generation] = str(e)
+      continue
+    if record is not None:
+      found[generation] = record
+  return Run(path=path, config=config, records=found, damaged=damaged)
 
 
 def find_runs(root: str) -> Tuple[List[Run], List[Tuple[str, str]]]:

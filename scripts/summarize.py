@@ -110,7 +110,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   runs, bad = runs_lib.find_runs(args.model_dir)
   if not runs:
-    print(f'No runs (config.json) under {args.model_dir}.')
+    if not bad:
+      print(f'No runs (config.json) under {args.model_dir}.')
+    else:
+      print(f'No readable runs under {args.model_dir}; unreadable:\n'
+            + '\n'.join(f'- {p}: {e}' for p, e in bad))
     return 1
   merge = tuple(k for k in args.merge.split(',') if k)
   report = tables.build_report(runs, args.per_generation, args.folds,
@@ -125,6 +129,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if bad:
     parts.append('Unreadable runs:\n\n' + '\n'.join(
         f'- {p}: {e}' for p, e in bad))
+  damaged = [f'- {os.path.relpath(r.path, args.model_dir)}, generation {g}: '
+             f'{e}' for r in runs for g, e in sorted(r.damaged.items())]
+  if damaged:
+    parts.append('Damaged records (left out of the tables; re-running the '
+                 'run\'s command redoes those generations):\n\n'
+                 + '\n'.join(damaged))
   text = '\n\n'.join(parts)
   print(text)
   if args.out:

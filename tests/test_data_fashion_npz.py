@@ -161,7 +161,16 @@ def test_npzlt_and_rgb(tmp_path):
     (dict(y_train=np.repeat([0, 1, 3], [20, 20, 7])), r'no examples of '
      r'class\(es\) \[2\]'),
     (dict(y_train=np.repeat([0, -1], [40, 7])), 'label -1'),
-    (dict(x_test=np.zeros((8, 9, 8), np.uint8)), 'must match'),
+    (dict(x_test=np.zeros((8, 9, 9), np.uint8)), 'must match'),
+    (dict(x_train=np.zeros((47, 8, 6), np.uint8),
+          x_test=np.zeros((8, 8, 6), np.uint8)), '8x6 images; they must be '
+     'square'),
+    (dict(y_train=np.repeat([0, 2 ** 40], [40, 7])), r'label 1099511627776 '
+     r'at position 40 is out of range; expected labels in \[0, 47\)'),
+    (dict(y_train=np.repeat(np.array([0, 2 ** 64 - 1], np.uint64), [40, 7])),
+     'label 18446744073709551615 at position 40'),
+    (dict(y_test=np.full(8, 2 ** 63, np.uint64)), 'label 9223372036854775808 '
+     'at position 0'),
 ])
 def test_npz_errors(tmp_path, overrides, match):
   path, _ = _npz(tmp_path, **overrides)
@@ -170,11 +179,29 @@ def test_npz_errors(tmp_path, overrides, match):
   assert path in str(info.value)
 
 
+@pytest.mark.parametrize('make,match', [
+    (lambda p: p.write_text('x_train,y_train\n1,2\n'),
+     "is not a .npz \\(zip\\) file: it starts with b'x_trai'"),
+    (lambda p: p.mkdir(), 'is a directory; give the .npz file itself'),
+    (lambda p: np.save(open(p, 'wb'), np.zeros(3)), 'is a .npy file'),
+    (lambda p: p.write_bytes(b''), 'is empty'),
+])
+def test_npz_file_that_is_not_an_npz(tmp_path, make, match):
+  path = tmp_path / 'data.npz'
+  make(path)
+  with pytest.raises(errors.DataError, match=match) as info:
+    registry.load(base.DataArgs('npz', data_file=str(path)))
+  assert 'pickle' not in str(info.value)
+
+
 def test_npz_unreadable_files(tmp_path):
   with pytest.raises(errors.DataError, match='does not exist'):
     registry.load(base.DataArgs('npz', data_file=str(tmp_path / 'no.npz')))
   bad = tmp_path / 'bad.npz'
   bad.write_bytes(b'garbage')
+  with pytest.raises(errors.DataError, match=r'is not a .npz \(zip\) file'):
+    registry.load(base.DataArgs('npz', data_file=str(bad)))
+  bad.write_bytes(b'PK\x03\x04truncated')
   with pytest.raises(errors.DataError, match='cannot read it'):
     registry.load(base.DataArgs('npz', data_file=str(bad)))
   path, _ = _npz(tmp_path, y_train=np.array([0, 1] * 23 + [None], object))

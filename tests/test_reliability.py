@@ -126,3 +126,38 @@ def test_runs_with_the_same_seed_are_identical(tmp_path, data, strategy):
   assert wa.keys() == wb.keys() and len(wa) > 10
   for k in wa:
     np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+
+
+def test_a_non_finite_learning_rate_stops_naming_the_schedule(
+    tmp_path, data, strategy):
+  """--sched_gamma=nan (here past the validator): the loss of the step it
+  breaks is still finite, the learning rate and the weights are not."""
+  cfg = _cfg(tmp_path, sched_type='step', sched_gamma=float('nan'),
+             num_epoch=1)
+  trainer = _trainer(cfg, strategy, data, tmp_path / 'gen')
+  with pytest.raises(NonFiniteLossError,
+                     match='learning rate became nan at step 2') as e:
+    _train(trainer, data)
+  assert '--sched_gamma=nan' in e.value.advice
+  # Nothing non-finite was saved: the last checkpoint is the step-0 one.
+  assert [os.path.basename(p) for p in trainer.checkpoints.paths()] == [
+      'ckpt-0']
+
+
+def test_non_finite_weights_after_a_finite_loss_stop_the_run(
+    tmp_path, data, strategy):
+  cfg = _cfg(tmp_path, num_epoch=1)
+  trainer = _trainer(cfg, strategy, data, tmp_path / 'gen')
+  orig = trainer.loss_fn
+
+  @tf.custom_gradient
+  def nan_gradient(x):
+    return x, lambda dy: dy * np.float32(np.nan)
+
+  def poisoned(model, batch, stats, params):
+    out = orig(model, batch, stats, params)
+    return out._replace(loss=nan_gradient(out.loss))  # Finite loss.
+  trainer.loss_fn = poisoned
+  with pytest.raises(NonFiniteLossError,
+                     match='weights became NaN or infinite at step 1'):
+    _train(trainer, data)
