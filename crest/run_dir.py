@@ -72,6 +72,9 @@ def _run_name(cfg: Config, fraction: Optional[float]) -> str:
         cfg.class_im_ratio, cfg.darp_gamma_u, cfg.darp_unlabeled_shape)
     if tag:  # Another unlabeled profile than the labeled one.
       data_name += f'_{tag}'
+  counts = data_registry.counts_tag(cfg.dataset, cfg.darp_n1, cfg.darp_m1)
+  if counts:  # N1 / M1 other than the protocol's defaults.
+    data_name += f'_{counts}'
   sizes = data_registry.image_sizes(cfg.dataset)
   if sizes and int(cfg.input_shape[0]) != sizes[0]:  # Resized images.
     data_name += f'_{int(cfg.input_shape[0])}px'

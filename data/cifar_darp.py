@@ -34,7 +34,7 @@ from data import layout
 from data import splits
 
 NUM_CLASSES = {'cifar10ltdarp': 10, 'cifar100ltdarp': 100}
-DEFAULT_N1_M1 = {10: (1500, 3000), 100: (150, 300)}
+DEFAULT_N1_M1 = layout.DARP_N1_M1
 
 
 def n1_m1(args: base.DataArgs, num_classes: int):

@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 from data import errors
 from data import base
+from data import layout
 from data import splits
 
 # Kinds of datasets, which decide the flags that matter:
@@ -39,6 +40,9 @@ class _Entry:
   # Image sides the dataset is offered at (the first is its own), chosen
   # by `DataArgs.image_size`; () = one size, the data's.
   image_sizes: Tuple[int, ...] = ()
+  # (N1, M1) of the DARP-style protocols when --darp_n1 / --darp_m1 are
+  # unset (M1 None: the unlabeled set is fixed).
+  default_n1_m1: Optional[Tuple[int, Optional[int]]] = None
 
 
 _REGISTRY = {
@@ -46,13 +50,16 @@ _REGISTRY = {
     'cifar100': _Entry('data.cifar_balanced', _BALANCED, 100, True),
     'cifar10lt': _Entry('data.cifar_lt', _LT, 10, True),
     'cifar100lt': _Entry('data.cifar_lt', _LT, 100, True),
-    'cifar10ltdarp': _Entry('data.cifar_darp', _DARP, 10, True),
-    'cifar100ltdarp': _Entry('data.cifar_darp', _DARP, 100, True),
+    'cifar10ltdarp': _Entry('data.cifar_darp', _DARP, 10, True,
+                            default_n1_m1=layout.DARP_N1_M1[10]),
+    'cifar100ltdarp': _Entry('data.cifar_darp', _DARP, 100, True,
+                             default_n1_m1=layout.DARP_N1_M1[100]),
     'fashionmnistlt': _Entry('data.fashion_mnist', _LT, 10, False),
     'imagenet127_32': _Entry('data.imagenet127', _NATURAL, 127, True),
     'imagenet127_64': _Entry('data.imagenet127', _NATURAL, 127, True),
     'npz': _Entry('data.own_npz', _NPZ, None, False, needs_data_file=True),
-    'stl10lt': _Entry('data.stl10', _STL, 10, True, image_sizes=(96, 64, 32)),
+    'stl10lt': _Entry('data.stl10', _STL, 10, True, image_sizes=(96, 64, 32),
+                      default_n1_m1=(450, None)),  # data.stl10.DEFAULT_N1
     'npzlt': _Entry('data.own_npz', _LT, None, False, needs_data_file=True),
     'synthetic': _Entry('data.synthetic', _LT, 10, False),
     'synthetic_tiny': _Entry('data.synthetic', _LT, 10, False),
@@ -92,6 +99,21 @@ def image_sizes(name: str) -> Tuple[int, ...]:
   96, 64, 32); () for a dataset of one size or an unknown name."""
   entry = _REGISTRY.get(name)
   return entry.image_sizes if entry else ()
+
+
+def counts_tag(name: str, darp_n1: Optional[int],
+               darp_m1: Optional[int]) -> str:
+  """How N1 / M1 other than the dataset's defaults name a run: 'n50-m400'
+  ('n100' on STL-10-LT); '' for the defaults or a dataset without them."""
+  entry = _REGISTRY.get(name)
+  if entry is None or entry.default_n1_m1 is None:
+    return ''
+  n1_0, m1_0 = entry.default_n1_m1
+  n1 = n1_0 if darp_n1 is None else darp_n1
+  m1 = m1_0 if darp_m1 is None else darp_m1
+  if (n1, m1) == (n1_0, m1_0):
+    return ''
+  return f'n{n1}' + ('' if m1 is None else f'-m{m1}')
 
 
 def default_image_shape(name: str) -> Optional[Tuple[int, int, int]]:

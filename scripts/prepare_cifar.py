@@ -52,7 +52,7 @@ from data import splits  # pylint: disable=g-import-not-at-top
 
 DEFAULT_RATIOS = '0.1,0.05,0.02,0.01,0.005'
 DEFAULT_GAMMAS = '50,100,150'
-DARP_DEFAULTS = {10: (1500, 3000), 100: (150, 300)}
+DARP_DEFAULTS = layout.DARP_N1_M1
 
 
 def parse_numbers(text: str, flag: str) -> List[float]:

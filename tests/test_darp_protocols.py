@@ -161,6 +161,14 @@ def test_config_run_dir_and_legacy_names(tmp_path):
            for u in (None, 150.0, 1.0, -150.0)}
   assert names[None] == names[150.0] == 'cifar10ltdarp_im150_n25_fold1'
   assert names[1.0].endswith('_u1') and names[-150.0].endswith('_u-150')
+  # N1 / M1 other than the defaults name the run too.
+  c100 = cfg.replace(dataset='cifar100ltdarp', class_im_ratio=10)
+  assert run_dir.run_name(c100.replace(darp_n1=150)) == run_dir.run_name(c100)
+  assert run_dir.run_name(c100.replace(darp_n1=50, darp_m1=400)).split(
+      '/')[0] == 'cifar100ltdarp_im10_n25_fold1_n50-m400'
+  assert run_dir.run_name(cfg.replace(
+      dataset='stl10lt', class_im_ratio=10, darp_n1=100, input_shape=(
+          96, 96, 3))).split('/')[0] == 'stl10lt_im10_n25_fold1_n100'
   args = cfg.replace(darp_gamma_u=-150.0,
                      darp_unlabeled_shape='longtail').data_args()
   assert (args.darp_gamma_u, args.darp_unlabeled_shape) == (-150.0,

@@ -175,6 +175,7 @@ def test_loader_split(stl):
       [unused, np.arange(n, n + NUM_UNLABELED)]))
   assert more.image_shape == (32, 32, 3)
   assert registry.imbalance_gamma('stl10lt', 20) == 20
+  assert registry.counts_tag('stl10lt', stl10.DEFAULT_N1, None) == ''
 
 
 def test_bad_archives(stl, tmp_path):
