@@ -27,8 +27,10 @@ Batch norm runs TF's fused kernel as the original's Keras 2 layer did
 (`bn_act.batch_norm_train`: the original's outputs to the last bit); the
 backward pass runs it once more to recompute the activations exactly (the
 activation's derivative is read from their sign), takes the batch-norm
-gradients in closed form (`bn_act.normalize_act_grad`) and calls the
-convolution gradient kernels directly, so the numbers are those of autodiff
+gradients with the fused kernel's own gradient op (in closed form, through
+the all-reduced sums, for statistics synchronised over several replicas:
+`bn_act.normalize_act_grad`) and calls the convolution gradient kernels
+directly, so the numbers are those of autodiff
 through the plain ops (tested), and no convolution runs twice unless
 `recompute`.
 """
@@ -139,9 +141,9 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
   fused = bn_act.fused_applies(bool(synchronized))
 
   def bn_act_again(t, gamma, beta, mean, var):
-    y = bn_act.renormalize(t, gamma, beta, mean, var,
-                           epsilon=norm['epsilon'], fused=fused)
-    return tf.cast(bn_act.activation(y, norm['slope']), dtype)
+    y, saved = bn_act.renormalize(t, gamma, beta, mean, var,
+                                  epsilon=norm['epsilon'], fused=fused)
+    return tf.cast(bn_act.activation(y, norm['slope']), dtype), saved
 
   def bn_act_train(t, gamma, beta):
     y, mean, var, var_unbiased = bn_act.batch_norm_train(
@@ -163,13 +165,13 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
       with tf.control_dependencies([grad_out]):
         x_again = tf.identity(x)
         r1_again = None if recompute else tf.identity(r1)
-      a1 = bn_act_again(x_again, g1, b1, m1, v1)
+      a1, saved1 = bn_act_again(x_again, g1, b1, m1, v1)
       if recompute:
         r1_again = _conv(a1, kernel1, stride)
-      a2 = bn_act_again(r1_again, g2, b2, m2, v2)
+      a2, saved2 = bn_act_again(r1_again, g2, b2, m2, v2)
       grad_a2, grad_k2 = _conv_grads(a2, kernel2, grad_out, 1)
       grad_r1, grad_g2, grad_b2 = bn_act.normalize_act_grad(
-          r1_again, a2, grad_a2, m2, v2, g2, **norm, **sync)
+          r1_again, a2, grad_a2, m2, v2, g2, **norm, **sync, saved=saved2)
       grad_a1, grad_k1 = _conv_grads(a1, kernel1, grad_r1, stride)
       grad_kernels = []
       if shortcut == 'activation':
@@ -179,7 +181,7 @@ def preact_block(x: tf.Tensor, bn1: tuple, bn2: tuple, kernel1: tf.Tensor,
       elif shortcut == 'activation_identity':
         grad_a1 += grad_out
       grad_x, grad_g1, grad_b1 = bn_act.normalize_act_grad(
-          x_again, a1, grad_a1, m1, v1, g1, **norm, **sync)
+          x_again, a1, grad_a1, m1, v1, g1, **norm, **sync, saved=saved1)
       if shortcut == 'input':
         grad_short, grad_ks = _conv_grads(x_again, kernels[0], grad_out,
                                           stride)

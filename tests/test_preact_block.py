@@ -127,8 +127,9 @@ def test_recomputed_batch_norm_equals_the_forward_bit_for_bit(dtype):
   beta = tf.constant(rng.normal(0, 0.5, 8), tf.float32)
   y, mean, var, var_unbiased = bn_act.batch_norm_train(x, gamma, beta,
                                                        epsilon=EPS)
-  again = bn_act.renormalize(tf.identity(x), gamma, beta, mean, var,
-                             epsilon=EPS, fused=True)
+  again, saved = bn_act.renormalize(tf.identity(x), gamma, beta, mean, var,
+                                    epsilon=EPS, fused=True)
+  assert len(saved) == 3
   assert y.dtype == tf.float32
   np.testing.assert_array_equal(again.numpy(), y.numpy())
   # The inference-mode kernel given the batch statistics is close, but not
