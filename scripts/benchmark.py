@@ -7,6 +7,7 @@ timed steps:
   python3 scripts/benchmark.py                       # README configurations
   python3 scripts/benchmark.py --cases=fixmatch,mixmatch --steps=5 --json=out.json
   python3 scripts/benchmark.py --net_arch=small --steps=10   # quick look
+  python3 scripts/benchmark.py --cases=fixmatch --net_impl=keras  # plain Keras WRN
   python3 scripts/benchmark.py --cpu_replicas=1,2 --net_arch=small
   python3 scripts/benchmark.py --repeats=3 --variants=base:,xla:jit_compile=true
   python3 scripts/benchmark.py --cases=scaling --steps=4 --eval_images=4096
@@ -64,6 +65,8 @@ def _worker(spec: dict) -> dict:
                model_dir='/tmp/crest-benchmark', progress=False,
                cpu_replicas=spec['cpu_replicas'],
                eval_batch_size=spec['eval_batch_size'])
+  if spec.get('net_impl'):
+    flags['net_impl'] = spec['net_impl']
   if method == 'mixmatch':
     flags.update(num_weakaug=2, num_strongaug=0, temperature=0.5,
                  threshold=0.0, unsup_loss_type='mse', weight_unsup=75.0)
@@ -207,6 +210,10 @@ def main() -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--cases', default='fixmatch,mixmatch,pipeline,eval')
   p.add_argument('--net_arch', default='WRN28')
+  p.add_argument('--net_impl', default='',
+                 help="network implementation ('lean', 'keras'; "
+                 'networks.registry.impls); default: the network\'s own '
+                 'default')
   p.add_argument('--batch_size', type=int, default=64)
   p.add_argument('--unlab_ratio', type=int, default=7)
   p.add_argument('--eval_batch_size', type=int, default=1024)
@@ -231,7 +238,7 @@ def main() -> int:
       for c in args.cpu_replicas.split(',')
       for v in _parse_variants(args.variants)
       for k in args.cases.split(',')):
-    spec = dict(case=case, net_arch=args.net_arch,
+    spec = dict(case=case, net_arch=args.net_arch, net_impl=args.net_impl,
                 batch_size=args.batch_size, unlab_ratio=args.unlab_ratio,
                 eval_batch_size=args.eval_batch_size,
                 eval_images=args.eval_images, cpu_replicas=replicas,
@@ -247,7 +254,8 @@ def main() -> int:
             f'{proc.stderr[-2000:]}', file=sys.stderr)
       continue
     res = json.loads(lines[-1][len('RESULT '):])
-    res.update(variant=vname, net_arch=args.net_arch, repeat=repeat,
+    res.update(variant=vname, net_arch=args.net_arch,
+               net_impl=args.net_impl or 'default', repeat=repeat,
                load_avg_1min=os.getloadavg()[0])
     results.append(res)
     print(_row(res), flush=True)
