@@ -97,7 +97,8 @@ def epoch_statistics(history: Mapping[str, Sequence[Any]],
     minority: the minority classes (`rarest_classes`).
 
   Returns:
-    {'epochs': int, 'minority_classes': [...], 'test_accuracy': {...},
+    {'epochs': int, 'minority_classes': [...], 'optimistic': ['best'] (the
+     statistics that select on the test set), 'test_accuracy': {...},
      'minority_recall': {...}, 'balanced_accuracy': {...}} (each
     `series_statistics`); {} when the history lacks those entries.
   """
@@ -109,6 +110,7 @@ def epoch_statistics(history: Mapping[str, Sequence[Any]],
   return {
       'epochs': len(acc),
       'minority_classes': [int(c) for c in minority],
+      'optimistic': list(OPTIMISTIC),
       'test_accuracy': series_statistics(acc),
       'minority_recall': series_statistics(
           recall[:, list(minority)].mean(axis=1)),

@@ -59,6 +59,7 @@ def test_epoch_statistics_and_record_fields():
       per_class[-1].mean())
   st = fields['statistics']
   assert st['epochs'] == 12 and st['minority_classes'] == [9, 8, 7]
+  assert st['optimistic'] == ['best']  # It selects on the test set.
   assert st['test_accuracy'] == reported.series_statistics(acc)
   minority = per_class[:, [9, 8, 7]].mean(axis=1)
   assert st['minority_recall']['median10'] == pytest.approx(
