@@ -56,6 +56,8 @@ class Checkpoints:
     self.nbytes = nbytes  # About what one checkpoint takes (for messages).
     self.ckpt_dir = ckpt_dir
     self.is_chief = is_chief
+    if is_chief:
+      _repair_state(ckpt_dir)
     save_dir = (ckpt_dir if is_chief else
                 tempfile.mkdtemp(prefix='crest-worker-ckpt-'))
     self.manager = tf.train.CheckpointManager(
@@ -128,10 +130,52 @@ class Checkpoints:
       shutil.rmtree(self.manager.directory, ignore_errors=True)
 
 
+def _repair_state(ckpt_dir: str) -> None:
+  """Rewrites an unreadable `checkpoint` state file from the checkpoint
+  files there (else TensorFlow would see no checkpoint and retrain)."""
+  numbered = []
+  for index in glob.glob(os.path.join(ckpt_dir, 'ckpt-*.index')):
+    prefix = index[:-len('.index')]
+    number = prefix.rsplit('-', 1)[-1]
+    if number.isdigit():
+      numbered.append((int(number), prefix))
+  if not numbered or tf.train.get_checkpoint_state(ckpt_dir) is not None:
+    return
+  paths = [p for _, p in sorted(numbered)]
+  logging.warning('The checkpoint state file in %s is missing or unreadable; '
+                  'rebuilding it from %d checkpoint(s).', ckpt_dir,
+                  len(paths))
+  times = []  # Increasing with the step, after the "preserved" time.
+  for p in paths:
+    t = os.path.getmtime(p + '.index')
+    times.append(max(t, times[-1] + 1e-3) if times else t)
+  with disk.writing(ckpt_dir, 4096):
+    tf.compat.v1.train.update_checkpoint_state(
+        ckpt_dir, os.path.basename(paths[-1]),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in paths],
+        all_model_checkpoint_timestamps=times,
+        last_preserved_timestamp=times[0] - 1.0)
+
+
 def read_skipped(work_dir: str) -> List[int]:
-  """Input batches a rollback decided to skip (none if never rolled back)."""
+  """Input batches a rollback decided to skip (none if never rolled back).
+
+  Raises:
+    UserError: the rollback record is unreadable.
+  """
   path = os.path.join(work_dir, ROLLBACK_FILE)
-  return records.read_json(path)['skipped'] if os.path.exists(path) else []
+  if not os.path.exists(path):
+    return []
+  try:
+    skipped = records.read_json(path)['skipped']
+    if not all(isinstance(b, int) and b >= 0 for b in skipped):
+      raise ValueError('not a list of batch indices')
+    return list(skipped)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(
+        f'{path} (the input batches a rollback skips) is unreadable ({e}). '
+        'Delete it to resume without skipping them (a non-finite loss there '
+        'rolls back again), or use --force_init to start over.') from None
 
 
 def write_skipped(work_dir: str, skipped: List[int]) -> None:

@@ -135,6 +135,13 @@ def check_data(run_dir: str, cfg: Config, data: SSLData,
           f'is unreadable ({e}). If the data are unchanged, delete that file '
           'to record them again; else use --force_init to start over.'
       ) from None
+    if not fingerprint_lib.comparable(recorded, current):
+      logging.warning('%s was made by another version of the fingerprint; '
+                      'recording the current data\'s instead (they are not '
+                      'compared this once).', path)
+      if is_chief:
+        records.write_json(path, dict(current, source=source))
+      return current
     diff = fingerprint_lib.differences(recorded, current)
     if diff:
       raise UserError(

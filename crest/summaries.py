@@ -19,6 +19,7 @@ from tensorflow.core.framework import summary_pb2
 
 from crest import disk
 from crest import records
+from crest.errors import UserError
 
 # About what one epoch's TensorBoard events take (for a full-disk message).
 TB_BYTES_PER_EPOCH = 64 * 1024
@@ -61,8 +62,21 @@ class EpochLog:
     path = os.path.join(self.stats_dir, 'history.json')
     self.history = {}
     if epochs_done and os.path.exists(path):
-      self.history = {k: v[:epochs_done]
-                      for k, v in records.read_json(path).items()}
+      try:
+        history = records.read_json(path)
+        ok = isinstance(history, dict) and all(
+            isinstance(v, list) and len(v) >= epochs_done
+            for v in history.values())
+      except (OSError, ValueError) as e:
+        history, ok = str(e), False
+      if not ok:
+        raise UserError(
+            f'{path} is damaged or shorter than the {epochs_done} epoch(s) '
+            'the checkpoint has done; the generation\'s record and '
+            'statistics are computed from that history. Delete '
+            f'{os.path.dirname(self.stats_dir)} to train this generation '
+            'again, or use --force_init to start the run over.')
+      self.history = {k: v[:epochs_done] for k, v in history.items()}
 
   def log(self, epoch: int, values: Dict[str, object]) -> None:
     """Appends one epoch's values (floats, or per-class lists) and writes

@@ -22,6 +22,7 @@ import numpy as np
 from data import base
 
 ALGORITHM = 'sha256'
+VERSION = 1  # Of the digest's definition; other versions do not compare.
 FULL_BYTES = 256 * 2 ** 20
 BLOCKS = 64
 PARTS = ('train_images', 'train_labels', 'test_images', 'test_labels',
@@ -65,16 +66,22 @@ def fingerprint(data: base.SSLData, full_bytes: int = FULL_BYTES
     {'algorithm': 'sha256', 'num_classes': K, 'parts': {name:
     array_digest}} for every name of `PARTS`.
   """
-  return {'algorithm': ALGORITHM, 'num_classes': int(data.num_classes),
+  return {'algorithm': ALGORITHM, 'version': VERSION,
+          'num_classes': int(data.num_classes),
           'parts': {name: array_digest(getattr(data, name), full_bytes)
                     for name in PARTS}}
 
 
+def comparable(recorded: Dict[str, Any], current: Dict[str, Any]) -> bool:
+  """Whether two fingerprints were made the same way (algorithm, version)."""
+  return all(recorded.get(k) == current.get(k)
+             for k in ('algorithm', 'version'))
+
+
 def differences(recorded: Dict[str, Any], current: Dict[str, Any]) -> list:
-  """Names of the parts (or 'num_classes', 'algorithm') that differ between
-  two fingerprints, [] when they match."""
-  out = [k for k in ('algorithm', 'num_classes')
-         if recorded.get(k) != current.get(k)]
+  """Names of the parts (or 'num_classes') that differ between two
+  comparable fingerprints, [] when they match."""
+  out = [k for k in ('num_classes',) if recorded.get(k) != current.get(k)]
   rec_parts = recorded.get('parts') if isinstance(
       recorded.get('parts'), dict) else {}
   for name, digest in current['parts'].items():

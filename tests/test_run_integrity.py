@@ -1,9 +1,9 @@
 """Nothing silently wrong: float flags, checked records, data fingerprints,
 the run-directory lock, full disks, flag parsing and a second signal.
 
-Most tests are unit tests without TensorFlow; the end-to-end ones share one
-tiny finished run (two generations of two steps on `synthetic_tiny` with the
-small network) and work on copies of it.
+Unit tests, most without TensorFlow; the end-to-end ones (damaged records
+redone, changed data, a directory in use) are in tests/test_train_loop.py,
+on copies of its finished run.
 """
 import dataclasses
 import errno
@@ -56,7 +56,8 @@ RANGES = {
 CONTEXT = {
     'darp_gamma_u': dict(dataset='cifar10ltdarp', class_im_ratio=100.0),
 }
-FLOAT_FLAGS = [name for name, kind, _, _ in crest_flags._FLAGS  # pylint: disable=protected-access
+FLOAT_FLAGS = [name for name, kind, _, _ in
+               crest_flags._FLAGS  # pylint: disable=protected-access
                if kind in ('float', 'optfloat')]
 
 
@@ -328,6 +329,47 @@ def test_force_init_keeps_the_lock_file(tmp_path):
     assert os.listdir(run) == ['run.lock']
 
 
+# ------------------------------------- an unfinished generation's files
+def test_damaged_files_of_an_unfinished_generation(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from crest import checkpoints  # pylint: disable=g-import-not-at-top
+  from crest import summaries  # pylint: disable=g-import-not-at-top
+  gen = tmp_path / 'gen_00'
+  # A lost or garbled checkpoint state file is rebuilt from the files
+  # (TensorFlow alone would see no checkpoint and retrain from scratch).
+  v = tf.Variable(1.0)
+  ckpt = checkpoints.Checkpoints(tf.train.Checkpoint(v=v), str(gen / 'ckpt'),
+                                 is_chief=True, keep=4)
+  ckpt.save(0)
+  v.assign(3.0)
+  ckpt.save(3)
+  for garble in ('garbage\n', None):
+    state = gen / 'ckpt' / 'checkpoint'
+    state.unlink()
+    if garble:
+      state.write_text(garble)
+    v.assign(0.0)
+    again = checkpoints.Checkpoints(tf.train.Checkpoint(v=v),
+                                    str(gen / 'ckpt'), is_chief=True, keep=4)
+    assert again.restore_latest().endswith('ckpt-3') and float(v) == 3.0
+    assert len(again.paths()) == 2
+  # The rollback record and the epoch history: exit 2 and what to do.
+  (gen / 'rollback.json').write_text('{')
+  with pytest.raises(UserError, match='rollback.json .* is unreadable.*'
+                     'Delete it'):
+    checkpoints.read_skipped(str(gen))
+  (gen / 'stats').mkdir()
+  (gen / 'stats' / 'history.json').write_text('{"loss.train": [1.0]}')
+  log = summaries.EpochLog(str(gen), True, 4, 2)
+  log.restore(1)
+  assert log.history == {'loss.train': [1.0]}
+  with pytest.raises(UserError, match='shorter than the 2 epoch'):
+    log.restore(2)
+  (gen / 'stats' / 'history.json').write_text('{"loss.tr')
+  with pytest.raises(UserError, match=f'Delete {gen} to train'):
+    log.restore(1)
+
+
 # -------------------------------------------------------------- full disk
 def _no_space(*args, **kwargs):
   raise OSError(errno.ENOSPC, 'No space left on device', 'somewhere')
@@ -443,99 +485,3 @@ def test_scripts_report_damaged_runs_by_name_and_go_on(tmp_path, capsys):
   shutil.copytree(unreadable, only / 'run')
   assert summarize.main([str(only)]) == 1
   assert 'No readable runs' in capsys.readouterr().out
-
-
-# ------------------------------------------- end to end (one tiny run)
-def _config(model_dir, **kw):
-  base = dict(method='fixmatch', dataset='synthetic_tiny', net_arch='small',
-              num_epoch=1, num_batch=2, num_generation=2, batch_size=8,
-              unlab_ratio=1, percent_labeled=0.3, model_dir=str(model_dir),
-              threshold=0.5, eval_batch_size=128, progress=False, seed=5)
-  base.update(kw)
-  return Config(**base)
-
-
-@pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from crest import generations  # pylint: disable=g-import-not-at-top
-  cfg = _config(tmp_path_factory.mktemp('tiny'))
-  data = _tiny_data()
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-  recs = generations.run(cfg, strategy, data)
-  return cfg, data, strategy, recs
-
-
-def _copy(tiny_run, tmp_path):
-  cfg, data, strategy, recs = tiny_run
-  shutil.copytree(cfg.model_dir, tmp_path / 'm')
-  cfg = cfg.replace(model_dir=str(tmp_path / 'm'))
-  return cfg, data, strategy, recs, run_dir_lib.path(cfg)
-
-
-def _files(run):
-  out = {}
-  for gen in sorted(d for d in os.listdir(run) if d.startswith('gen_')):
-    for name in ('generation.json', 'labeled_set.npz', 'picks.npz'):
-      with open(os.path.join(run, gen, name), 'rb') as f:
-        out[f'{gen}/{name}'] = f.read()
-  return out
-
-
-def test_damaged_records_are_redone_from_checkpoints(tiny_run, tmp_path,
-                                                      caplog):
-  from crest import generations  # pylint: disable=g-import-not-at-top
-  cfg, data, strategy, recs, run = _copy(tiny_run, tmp_path)
-  before = _files(run)
-  os.remove(os.path.join(run, 'gen_00', 'labeled_set.npz'))
-  open(os.path.join(run, 'gen_01', 'generation.json'), 'w').close()
-  again = generations.run(cfg, strategy, data)
-  assert again == json.loads(json.dumps(recs))
-  assert _files(run) == before  # Redone from the final checkpoints.
-  assert 'gen_00/labeled_set.npz: is missing' in caplog.text
-  assert 'gen_01/generation.json: is not valid JSON' in caplog.text
-
-
-def test_a_labeled_set_that_does_not_follow_is_refused(tiny_run, tmp_path):
-  """Gen 0's picks changed (consistently): gen 1 was trained on others."""
-  from crest import generations  # pylint: disable=g-import-not-at-top
-  cfg, data, strategy, _, run = _copy(tiny_run, tmp_path)
-  gen0 = os.path.join(run, 'gen_00')
-  with np.load(os.path.join(gen0, 'picks.npz')) as f:
-    positions, labels = f['positions'][1:], f['labels'][1:]
-  records.write_npz(os.path.join(gen0, 'picks.npz'), positions=positions,
-                    labels=labels)
-  record = json.load(open(os.path.join(gen0, 'generation.json')))
-  record['picked_per_class'] = np.bincount(
-      labels, minlength=data.num_classes).tolist()
-  record['picked_correct_per_class'] = [
-      min(c, p) for c, p in zip(record['picked_correct_per_class'],
-                                record['picked_per_class'])]
-  records.write_json(os.path.join(gen0, 'generation.json'), record)
-  with pytest.raises(UserError) as e:
-    generations.run(cfg, strategy, data)
-  msg = str(e.value)
-  assert 'gen_01/labeled_set.npz is not the labeled set that follows' in msg
-  assert f'Delete {os.path.join(run, "gen_01")}' in msg
-
-
-def test_changed_data_are_refused_on_resume(tiny_run, tmp_path):
-  from crest import generations  # pylint: disable=g-import-not-at-top
-  cfg, data, strategy, _, run = _copy(tiny_run, tmp_path)
-  other = dataclasses.replace(data, train_images=255 - data.train_images)
-  with pytest.raises(UserError) as e:
-    generations.run(cfg, strategy, other)
-  msg = str(e.value)
-  assert 'The data changed since this run started' in msg
-  assert 'train_images' in msg and 'train_labels' not in msg
-  assert os.path.join(run, 'data.json') in msg and '--force_init' in msg
-  recorded = json.load(open(os.path.join(run, 'data.json')))
-  assert recorded['source'] == '--dataset=synthetic_tiny'
-
-
-def test_a_run_directory_in_use_is_refused(tiny_run, tmp_path):
-  from crest import generations  # pylint: disable=g-import-not-at-top
-  cfg, data, strategy, _, run = _copy(tiny_run, tmp_path)
-  with run_guard.RunLock(run):
-    with pytest.raises(UserError, match='Another process is writing'):
-      generations.run(cfg, strategy, data)

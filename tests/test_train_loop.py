@@ -1,6 +1,8 @@
 """End to end: two CReST+ generations on synthetic data, records and resume."""
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +11,9 @@ import pytest
 import tensorflow as tf
 
 from crest import generations
+from crest import records
 from crest import run_dir as run_dir_lib
+from crest import run_guard
 from crest import selection
 from crest.config import Config
 from crest.errors import UserError
@@ -160,3 +164,81 @@ def test_command_line_bad_flag_exits_2(tmp_path):
   assert proc.returncode == 2
   assert '--sched_type' in proc.stderr and 'halfcos' in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+# ------------------- damaged records, changed data, a directory in use
+# (on copies of the finished run; the checks themselves: test_run_integrity)
+def _copy(finished_run, tmp_path):
+  cfg, data, strategy, recs, _ = finished_run
+  shutil.copytree(cfg.model_dir, tmp_path / 'm')
+  cfg = cfg.replace(model_dir=str(tmp_path / 'm'))
+  return cfg, data, strategy, recs, run_dir_lib.path(cfg)
+
+
+def _files(run):
+  out = {}
+  for gen in sorted(d for d in os.listdir(run) if d.startswith('gen_')):
+    for name in ('generation.json', 'labeled_set.npz', 'picks.npz'):
+      with open(os.path.join(run, gen, name), 'rb') as f:
+        out[f'{gen}/{name}'] = f.read()
+  return out
+
+
+def test_damaged_records_are_redone_from_checkpoints(finished_run, tmp_path,
+                                                      caplog):
+  cfg, data, strategy, recs, run = _copy(finished_run, tmp_path)
+  before = _files(run)
+  os.remove(os.path.join(run, 'gen_00_t1.00', 'labeled_set.npz'))
+  open(os.path.join(run, 'gen_01_t0.50', 'generation.json'), 'w').close()
+  again = generations.run(cfg, strategy, data)
+  assert again == json.loads(json.dumps(recs))
+  assert _files(run) == before  # Redone from the final checkpoints.
+  assert 'gen_00_t1.00/labeled_set.npz: is missing' in caplog.text
+  assert 'gen_01_t0.50/generation.json: is not valid JSON' in caplog.text
+
+
+def test_a_labeled_set_that_does_not_follow_is_refused(finished_run, tmp_path):
+  """Gen 0's picks changed (consistently): gen 1 was trained on others."""
+  cfg, data, strategy, _, run = _copy(finished_run, tmp_path)
+  gen0 = os.path.join(run, 'gen_00_t1.00')
+  with np.load(os.path.join(gen0, 'picks.npz')) as f:
+    positions, labels = f['positions'][1:], f['labels'][1:]
+  records.write_npz(os.path.join(gen0, 'picks.npz'), positions=positions,
+                    labels=labels)
+  record = json.load(open(os.path.join(gen0, 'generation.json')))
+  record['picked_per_class'] = np.bincount(
+      labels, minlength=data.num_classes).tolist()
+  record['picked_correct_per_class'] = [
+      min(c, p) for c, p in zip(record['picked_correct_per_class'],
+                                record['picked_per_class'])]
+  records.write_json(os.path.join(gen0, 'generation.json'), record)
+  with pytest.raises(UserError) as e:
+    generations.run(cfg, strategy, data)
+  msg = str(e.value)
+  assert ('gen_01_t0.50/labeled_set.npz is not the labeled set that '
+          'follows') in msg
+  assert f'Delete {os.path.join(run, "gen_01_t0.50")}' in msg
+
+
+def test_changed_data_are_refused_on_resume(finished_run, tmp_path):
+  cfg, data, strategy, _, run = _copy(finished_run, tmp_path)
+  other = dataclasses.replace(data, train_images=255 - data.train_images)
+  with pytest.raises(UserError) as e:
+    generations.run(cfg, strategy, other)
+  msg = str(e.value)
+  assert 'The data changed since this run started' in msg
+  assert 'train_images' in msg and 'train_labels' not in msg
+  assert os.path.join(run, 'data.json') in msg and '--force_init' in msg
+  recorded = json.load(open(os.path.join(run, 'data.json')))
+  assert recorded['source'] == '--dataset=synthetic_tiny'
+  with open(os.path.join(run, 'data.json'), 'w') as f:
+    f.write('{"parts"')
+  with pytest.raises(UserError, match='data.json .*is unreadable'):
+    generations.run(cfg, strategy, data)
+
+
+def test_a_run_directory_in_use_is_refused(finished_run, tmp_path):
+  cfg, data, strategy, _, run = _copy(finished_run, tmp_path)
+  with run_guard.RunLock(run):
+    with pytest.raises(UserError, match='Another process is writing'):
+      generations.run(cfg, strategy, data)
