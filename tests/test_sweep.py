@@ -170,7 +170,7 @@ def test_real_sweep_reports_failures_and_finishes_others(real_sweep):
   for fold in (1, 2):
     log = tmp / 'runs' / 'crestplus' / 'ratio0.1' / f'fold{fold}' / (
         'train.log')
-    assert f'FAILED (exit 1): crestplus/ratio0.1/fold{fold}, log: {log}' in (
+    assert f'FAILED (exit 2): crestplus/ratio0.1/fold{fold}, log: {log}' in (
         r.stdout)
     assert 'no_such_flag' in log.read_text()
 
