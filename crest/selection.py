@@ -22,9 +22,10 @@ def check_settings(cfg) -> None:
                  f'--num_generation={cfg.num_generation} must be at least 1.')
   errors.require_range('alpha', cfg.alpha, 0, low_open=True,
                        meaning='the selection exponent is 1/alpha')
-  errors.require_range('dalign_t', cfg.dalign_t, 0, 1,
-                       meaning='an alignment temperature; with adaptive, '
-                       'the last generation\'s, the first being 1')
+  errors.require_range('dalign_t', cfg.dalign_t, 0,
+                       meaning='the exponent of gt_p_data in the alignment '
+                       'target; with adaptive, the last generation\'s, the '
+                       'first being 1')
   if cfg.how_dalign is not None and not cfg.do_distalign:
     raise errors.ConfigError(
         f'--how_dalign={cfg.how_dalign} has no effect without '

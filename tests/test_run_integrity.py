@@ -49,7 +49,7 @@ RANGES = {
     'threshold': (0, 1, False, False),
     'temperature': (0, None, False, False),
     'mixup_beta': (None, None, False, False),
-    'dalign_t': (0, 1, False, False),
+    'dalign_t': (0, None, False, False),  # > 1 is valid (the original's).
     'alpha': (0, None, True, False),
 }
 # Settings a flag needs to be read at all.
