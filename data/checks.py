@@ -66,3 +66,20 @@ def check_images(images: np.ndarray, shape: tuple, where: str,
         f'{where}: images are {images.dtype} {list(images.shape)}, expected '
         f'uint8 [N, {", ".join(str(s) for s in shape)}]. '
         + (f'Re-create the data: {hint}.' if hint else ''))
+
+
+def open_npy(path: str, hint: str, mmap: bool) -> np.ndarray:
+  """A prepared `.npy` array, memory-mapped (read-only) if `mmap`.
+
+  Raises:
+    data.errors.DataError: missing or unreadable, naming the command that
+      prepares it (`hint`).
+  """
+  try:
+    return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
+  except FileNotFoundError:
+    raise errors.DataError(f'No file {path}. Prepare the data: {hint}.'
+                           ) from None
+  except (OSError, ValueError) as e:
+    raise errors.DataError(f'{path}: not a readable .npy file ({e}). '
+                           f'Re-create it: {hint}.') from None

@@ -104,25 +104,14 @@ def prepare_command(size: int = SIDE) -> str:
           f'official archive)')
 
 
-def _open(path: str, hint: str, mmap: bool) -> np.ndarray:
-  try:
-    return np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
-  except FileNotFoundError:
-    raise errors.DataError(f'No file {path}. Prepare the data: {hint}.'
-                           ) from None
-  except (OSError, ValueError) as e:
-    raise errors.DataError(f'{path}: not a readable .npy file ({e}). '
-                           f'Re-create it: {hint}.') from None
-
-
 def read_part(root: str, size: int, part: str, hint: str
               ) -> Tuple[np.ndarray, np.ndarray]:
   """(memory-mapped uint8 [N, S, S, 3], int64 [N] labels) of 'train' or
   'test', checked (train labels may be -1: unlabeled)."""
   d = directory(root, size)
-  images = _open(os.path.join(d, f'{part}_images.npy'), hint, mmap=True)
+  images = checks.open_npy(os.path.join(d, f'{part}_images.npy'), hint, mmap=True)
   labels_path = os.path.join(d, f'{part}_labels.npy')
-  labels = _open(labels_path, hint, mmap=False)
+  labels = checks.open_npy(labels_path, hint, mmap=False)
   checks.check_images(images, (size, size, 3), images.filename, hint)
   if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(
       labels) != len(images):
