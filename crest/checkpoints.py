@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from typing import List, Optional
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -181,3 +182,33 @@ def read_skipped(work_dir: str) -> List[int]:
 def write_skipped(work_dir: str, skipped: List[int]) -> None:
   records.write_json(os.path.join(work_dir, ROLLBACK_FILE),
                      {'skipped': sorted(skipped)})
+
+
+def check_finite(cfg, loss: float, lr: float, weights_finite: bool, batches,
+                 where: str) -> None:
+  """Raises NonFiniteLossError unless a training call's loss, the learning
+  rate it applied and the updated weights are all finite (the caller saves
+  nothing before this check).
+
+  Args:
+    cfg: the run's config (for the advice on a bad learning rate).
+    loss, lr: the last step's loss and learning rate.
+    weights_finite: whether every model variable is finite.
+    batches: the input-stream batch indices of the call (to skip them on
+      rollback).
+    where: e.g. 'at step 12 (epoch 2)', for the message.
+  """
+  if not np.isfinite(lr):
+    raise NonFiniteLossError(
+        f'The learning rate became {lr} {where}.', batches,
+        advice=f'check --learning_rate={cfg.learning_rate:g} and the '
+        f'schedule (--sched_type={cfg.sched_type}, --sched_gamma='
+        f'{cfg.sched_gamma:g}, --sched_min_rate={cfg.sched_min_rate:g}, '
+        f'--sched_level={cfg.sched_level}).')
+  if not np.isfinite(loss):
+    raise NonFiniteLossError(f'The training loss became {loss} {where}.',
+                             batches)
+  if not weights_finite:
+    raise NonFiniteLossError(
+        f'The model weights became NaN or infinite {where} (the loss was '
+        f'{loss:.4g}).', batches)

@@ -304,27 +304,11 @@ class GenerationTrainer:
     while self.step < self.cfg.steps_per_generation:
       self._train_epoch(iterator, counter.take)
 
-  def _check_finite(self, loss: float, lr: float, weights_finite: bool,
-                    epoch: int, batches) -> None:
-    """Raises NonFiniteLossError unless the last call's loss, learning rate
-    and updated weights are all finite (nothing non-finite is saved: the
-    checkpoints are written after this check)."""
-    where = f'at step {self.step} (epoch {epoch + 1})'
-    if not np.isfinite(lr):
-      cfg = self.cfg
-      raise NonFiniteLossError(
-          f'The learning rate became {lr} {where}.', batches,
-          advice=f'check --learning_rate={cfg.learning_rate:g} and the '
-          f'schedule (--sched_type={cfg.sched_type}, --sched_gamma='
-          f'{cfg.sched_gamma:g}, --sched_min_rate={cfg.sched_min_rate:g}, '
-          f'--sched_level={cfg.sched_level}).')
-    if not np.isfinite(loss):
-      raise NonFiniteLossError(f'The training loss became {loss} {where}.',
-                               batches)
-    if not weights_finite:
-      raise NonFiniteLossError(
-          f'The model weights became NaN or infinite {where} (the loss was '
-          f'{loss:.4g}).', batches)
+  def _interrupted(self, signum: int) -> interrupt.Interrupted:
+    return interrupt.Interrupted(
+        signum, f'Stopped by signal {signum} at step {self.step}; '
+        f'checkpoint saved in {self.checkpoints.directory}. Re-run the same '
+        'command to resume.')
 
   def _train_epoch(self, iterator, next_batches) -> None:
     cfg = self.cfg
@@ -344,16 +328,15 @@ class GenerationTrainer:
         batches = next_batches(n)
         loss = float(self.train_steps(iterator, tf.constant(n)))
         lr, finite = self.health()
-        self._check_finite(loss, float(lr), bool(finite), epoch, batches)
+        checkpoints_lib.check_finite(
+            self.cfg, loss, float(lr), bool(finite), batches,
+            where=f'at step {self.step} (epoch {epoch + 1})')
         done += n
         bar.update(n)
         signum = interrupt.requested()
         if signum is not None and done < cfg.num_batch:
           self.checkpoints.save(self.step)
-          raise interrupt.Interrupted(
-              signum, f'Stopped by signal {signum} at step {self.step}; '
-              f'checkpoint saved in {self.checkpoints.directory}. Re-run the '
-              'same command to resume.')
+          raise self._interrupted(signum)
     elapsed = time.time() - start
     values = {k: float(v.numpy()) / cfg.num_batch
               for k, v in self.sums.items()}
@@ -366,7 +349,4 @@ class GenerationTrainer:
     self.checkpoints.save(self.step)
     signum = interrupt.requested()
     if signum is not None and self.step < cfg.steps_per_generation:
-      raise interrupt.Interrupted(
-          signum, f'Stopped by signal {signum} at step {self.step}; '
-          f'checkpoint saved in {self.checkpoints.directory}. Re-run the same '
-          'command to resume.')
+      raise self._interrupted(signum)
