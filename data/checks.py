@@ -1,6 +1,8 @@
 """Checks of loaded data shared by the loaders; failures are DataError."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from data import errors
@@ -83,3 +85,25 @@ def open_npy(path: str, hint: str, mmap: bool) -> np.ndarray:
   except (OSError, ValueError) as e:
     raise errors.DataError(f'{path}: not a readable .npy file ({e}). '
                            f'Re-create it: {hint}.') from None
+
+
+def open_prepared_part(directory: str, part: str, size: int,
+                       hint: str) -> tuple:
+  """A prepared part (`{part}_images.npy`, `{part}_labels.npy` in
+  `directory`): (memory-mapped uint8 [N, size, size, 3], int64 [N] labels),
+  shapes and dtypes checked; the caller checks the label values.
+
+  Raises:
+    data.errors.DataError: missing files, wrong dtypes or shapes.
+  """
+  images = open_npy(os.path.join(directory, f'{part}_images.npy'), hint,
+                    mmap=True)
+  labels_path = os.path.join(directory, f'{part}_labels.npy')
+  labels = open_npy(labels_path, hint, mmap=False)
+  check_images(images, (size, size, 3), images.filename, hint)
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(
+      labels) != len(images):
+    raise errors.DataError(
+        f'{labels_path}: {labels.dtype} {list(labels.shape)}, expected '
+        f'{len(images)} integer labels (one per image). Re-create it: {hint}.')
+  return images, labels.astype(np.int64), labels_path

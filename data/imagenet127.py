@@ -117,17 +117,8 @@ def read_split(root: str, size: int, part: str, hint: str
   Raises:
     data.errors.DataError: missing files, wrong dtypes, shapes or labels.
   """
-  d = directory(root, size)
-  images = checks.open_npy(os.path.join(d, f'{part}_images.npy'), hint, mmap=True)
-  labels_path = os.path.join(d, f'{part}_labels.npy')
-  labels = checks.open_npy(labels_path, hint, mmap=False)
-  checks.check_images(images, (size, size, 3), images.filename, hint)
-  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(
-      labels) != len(images):
-    raise errors.DataError(
-        f'{labels_path}: {labels.dtype} {list(labels.shape)}, expected '
-        f'{len(images)} integer labels (one per image). Re-create it: {hint}.')
-  labels = labels.astype(np.int64)
+  images, labels, labels_path = checks.open_prepared_part(
+      directory(root, size), part, size, hint)
   checks.check_labels(labels, NUM_CLASSES, labels_path, hint)
   return images, labels
 

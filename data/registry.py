@@ -157,6 +157,22 @@ def _entry(name: str) -> _Entry:
     ) from None
 
 
+def _check_gamma(args: base.DataArgs, meaning: str) -> None:
+  """--class_im_ratio is a gamma (>= 1) for this dataset."""
+  if args.class_im_ratio < 1.0:
+    raise errors.DataSettingError(
+        f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
+        f'{args.dataset!r}: {meaning}.')
+
+
+def _check_count(flag: str, value, unset: str) -> None:
+  """An optional positive integer setting."""
+  if value is not None and (not isinstance(value, numbers.Integral)
+                            or value < 1):
+    raise errors.DataSettingError(
+        f'--{flag}={value!r} must be a positive integer ({unset}).')
+
+
 def validate(args: base.DataArgs) -> None:
   """Cheap checks of the data flags (no file access).
 
@@ -186,16 +202,10 @@ def validate(args: base.DataArgs) -> None:
         f'--class_im_ratio={args.class_im_ratio} must be in (0, 1] for '
         f'dataset {name!r}: it is N_min / N_max (0.01 means gamma = 100).')
   if entry.kind == _STL:
-    if args.class_im_ratio < 1.0:
-      raise errors.DataSettingError(
-          f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
-          f'{name!r}: it is the labeled gamma = N_max / N_min (the field '
-          f'uses 10 and 20).')
-    if args.darp_n1 is not None and (
-        not isinstance(args.darp_n1, numbers.Integral) or args.darp_n1 < 1):
-      raise errors.DataSettingError(
-          f'--darp_n1={args.darp_n1!r} must be a positive integer (the '
-          f'labeled head-class count; unset: 450).')
+    _check_gamma(args, 'the labeled gamma = N_max / N_min (the field uses 10 '
+                 'and 20)')
+    _check_count('darp_n1', args.darp_n1,
+                 'the labeled head-class count; unset: 450')
     if args.darp_m1 is not None:
       raise errors.DataSettingError(
           f'--darp_m1 does not apply to {name!r}: its unlabeled set is the '
@@ -211,11 +221,8 @@ def validate(args: base.DataArgs) -> None:
         f'{", ".join(f"{s}x{s}x3" for s in entry.image_sizes)}, not at side '
         f'{args.image_size}.')
   if entry.kind == _DARP:
-    if args.class_im_ratio < 1.0:
-      raise errors.DataSettingError(
-          f'--class_im_ratio={args.class_im_ratio} must be >= 1 for dataset '
-          f'{name!r}: for the DARP protocol it is gamma = N_max / N_min '
-          f'(e.g. 100 or 150).')
+    _check_gamma(args, 'for the DARP protocol it is gamma = N_max / N_min '
+                 '(e.g. 100 or 150)')
     gamma_u = args.darp_gamma_u
     if gamma_u is not None and (
         not isinstance(gamma_u, numbers.Real) or isinstance(gamma_u, bool)
@@ -236,12 +243,7 @@ def validate(args: base.DataArgs) -> None:
           f'--darp_unlabeled_shape={args.darp_unlabeled_shape}: the shape '
           f'already orders the classes; give a positive --darp_gamma_u.')
     for flag in ('darp_n1', 'darp_m1'):
-      value = getattr(args, flag)
-      if value is not None and (not isinstance(value, numbers.Integral)
-                                or value < 1):
-        raise errors.DataSettingError(
-            f'--{flag}={value!r} must be a positive integer (or unset for the '
-            f"dataset's default).")
+      _check_count(flag, getattr(args, flag), "unset: the dataset's default")
   elif (args.darp_gamma_u is not None
         or args.darp_unlabeled_shape != 'longtail'):
     raise errors.DataSettingError(

@@ -108,17 +108,8 @@ def read_part(root: str, size: int, part: str, hint: str
               ) -> Tuple[np.ndarray, np.ndarray]:
   """(memory-mapped uint8 [N, S, S, 3], int64 [N] labels) of 'train' or
   'test', checked (train labels may be -1: unlabeled)."""
-  d = directory(root, size)
-  images = checks.open_npy(os.path.join(d, f'{part}_images.npy'), hint, mmap=True)
-  labels_path = os.path.join(d, f'{part}_labels.npy')
-  labels = checks.open_npy(labels_path, hint, mmap=False)
-  checks.check_images(images, (size, size, 3), images.filename, hint)
-  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(
-      labels) != len(images):
-    raise errors.DataError(
-        f'{labels_path}: {labels.dtype} {list(labels.shape)}, expected '
-        f'{len(images)} integer labels (one per image). Re-create it: {hint}.')
-  labels = labels.astype(np.int64)
+  images, labels, labels_path = checks.open_prepared_part(
+      directory(root, size), part, size, hint)
   known = labels if part == 'test' else labels[labels != UNLABELED]
   checks.check_labels(known, NUM_CLASSES, labels_path, hint)
   return images, labels

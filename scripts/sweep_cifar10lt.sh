@@ -35,15 +35,7 @@ BASE_FLAGS=(--method=fixmatch "--dataset=$SWEEP_DATASET" --input_shape=32,32,3
             "--percent_labeled=$PERCENT_LABELED" --num_epoch=64
             --sched_level=1 --dalign_t=0.5 --unlab_ratio=7 --temperature=0)
 
-method_flags() {
-  case "$1" in
-    fixmatch) echo "--num_generation=1" ;;
-    crest) echo "--num_generation=6" ;;
-    crestplus) echo "--num_generation=6 --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.5" ;;
-    *) return 1 ;;
-  esac
-}
+method_flags() { crest_method_flags "$1" fixmatch "6" 0.5; }
 
 . "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
 sweep_main

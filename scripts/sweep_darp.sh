@@ -51,15 +51,7 @@ BASE_FLAGS=(--method=fixmatch "--dataset=$DATASET" --num_epoch=64
 
 fold_flags() { echo "--seed=$1"; }
 
-method_flags() {
-  case "$1" in
-    fixmatch) echo "--num_generation=1" ;;
-    crest) echo "--num_generation=6" ;;
-    crestplus) echo "--num_generation=6 --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.5" ;;
-    *) return 1 ;;
-  esac
-}
+method_flags() { crest_method_flags "$1" fixmatch "6" 0.5; }
 
 . "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
 : "${RATIOS:=$(darp_ratio_grid "$GAMMAS" "$UNLABELED")}"

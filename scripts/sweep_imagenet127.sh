@@ -44,15 +44,7 @@ set -u
 VALID_METHODS="fixmatch crest crestplus"
 SWEEP_ROOT_DIR="$MODEL_DIR"
 
-method_flags() {
-  case "$1" in
-    fixmatch) echo "--num_generation=1" ;;
-    crest) echo "--num_generation=$NUM_GEN" ;;
-    crestplus) echo "--num_generation=$NUM_GEN --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.5" ;;
-    *) return 1 ;;
-  esac
-}
+method_flags() { crest_method_flags "$1" fixmatch "$NUM_GEN" 0.5; }
 
 # N_min / N_max of the prepared training set of one size.
 data_ratio() {

@@ -92,6 +92,20 @@ sweep_launch() {
   ) &
 }
 
+# The rows of the paper's tables: crest_method_flags NAME BASE GENERATIONS
+# DALIGN_T prints the flags of NAME = BASE (fixmatch / mixmatch alone),
+# crest or crestplus (CReST+: adaptive alignment down to DALIGN_T); returns 1
+# for another name.
+crest_method_flags() {
+  case "$1" in
+    "$2") echo "--num_generation=1" ;;
+    crest) echo "--num_generation=$3" ;;
+    crestplus) echo "--num_generation=$3 --do_distalign=True" \
+                    "--how_dalign=adaptive --dalign_t=$4" ;;
+    *) return 1 ;;
+  esac
+}
+
 # The DARP sweeps' RATIOS entries: GAMMA (the labeled profile for the
 # unlabeled set too) or GAMMA_PROFILE, PROFILE one of uniform, reversed,
 # middle, head_tail (--darp_gamma_u / --darp_unlabeled_shape).

@@ -47,15 +47,7 @@ fold_flags() {
   if [[ "$DATASET" == *darp ]]; then echo "--seed=$1"; fi
 }
 
-method_flags() {
-  case "$1" in
-    mixmatch) echo "--num_generation=1" ;;
-    crest) echo "--num_generation=6" ;;
-    crestplus) echo "--num_generation=6 --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.8" ;;
-    *) return 1 ;;
-  esac
-}
+method_flags() { crest_method_flags "$1" mixmatch "6" 0.8; }
 
 . "$(dirname "${BASH_SOURCE[0]}")/sweep_lib.sh"
 if [[ "$DATASET" == *darp ]]; then
