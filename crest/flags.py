@@ -242,6 +242,15 @@ def config_from_values(values: Dict[str, Any],
     values: flag name -> value, as parsed by absl.
     present: names the user set explicitly (method defaults apply to others).
   """
+  if 'class_im_ratio' in present:
+    from data import registry  # pylint: disable=g-import-not-at-top
+    if (values['dataset'] in registry.names()
+        and not registry.uses_class_im_ratio(values['dataset'])):
+      raise ConfigError(
+          f'--class_im_ratio does nothing for --dataset={values["dataset"]}: '
+          'its data are used as is (their own imbalance). Drop the flag, or '
+          'use a long-tailed dataset (e.g. --dataset=npzlt to make own data '
+          'long-tailed by --class_im_ratio).')
   v = config_lib.apply_method_defaults(values, present)
   how = v['how_dalign']
   if how in ('', 'None', 'none'):

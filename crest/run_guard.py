@@ -21,6 +21,7 @@ import time
 from typing import Any, Dict
 
 from absl import logging
+import numpy as np
 
 from crest import records
 from crest import run_dir as run_dir_lib
@@ -140,7 +141,8 @@ def check_data(run_dir: str, cfg: Config, data: SSLData,
                       'recording the current data\'s instead (they are not '
                       'compared this once).', path)
       if is_chief:
-        records.write_json(path, dict(current, source=source))
+        records.write_json(path, dict(current, source=source,
+                                      train_per_class=train_per_class(data)))
       return current
     diff = fingerprint_lib.differences(recorded, current)
     if diff:
@@ -152,5 +154,16 @@ def check_data(run_dir: str, cfg: Config, data: SSLData,
           '--force_init to start this run over on the new data (or another '
           '--model_dir / --file_suffix).')
   elif is_chief:
-    records.write_json(path, dict(current, source=source))
+    records.write_json(path, dict(current, source=source,
+                                  train_per_class=train_per_class(data)))
   return current
+
+
+def train_per_class(data: SSLData) -> list:
+  """Training images per class (labeled + unlabeled pool), [K] ints: the
+  data's own imbalance, which the tables show for data used as is."""
+  positions = np.union1d(np.asarray(data.labeled_positions),
+                         np.asarray(data.unlabeled_positions))
+  labels = np.asarray(data.train_labels)[positions].reshape(-1).astype(
+      np.int64)
+  return np.bincount(labels, minlength=int(data.num_classes)).tolist()

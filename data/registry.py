@@ -84,14 +84,28 @@ def needs_ml_data(name: str) -> bool:
 
 def imbalance_gamma(name: str, class_im_ratio: float) -> Optional[float]:
   """The imbalance gamma = N_max / N_min that `class_im_ratio` stands for on
-  dataset `name`: None for a balanced set, the value itself for a DARP set
-  (where the flag is gamma), else 1 / class_im_ratio (own `npz` data
-  included, whose loader ignores the flag)."""
+  dataset `name`: None for a balanced set and for data used as is (the flag
+  means nothing there: `uses_class_im_ratio`), the value itself for a DARP
+  or STL-10 set (where the flag is gamma), else 1 / class_im_ratio."""
   kind = _entry(name).kind
-  if kind == _BALANCED:
+  if kind in (_BALANCED, _NPZ, _NATURAL):
     return None
   ratio = float(class_im_ratio)
   return ratio if kind in (_DARP, _STL) else 1.0 / ratio
+
+
+def uses_class_im_ratio(name: str) -> bool:
+  """Whether --class_im_ratio means anything for dataset `name`: False for
+  data used as is (own `npz`, naturally long-tailed ImageNet-127), whose
+  imbalance is the data's own (`measured_gamma` of the training set)."""
+  return _entry(name).kind not in (_NPZ, _NATURAL)
+
+
+def measured_gamma(per_class) -> Optional[float]:
+  """N_max / N_min of per-class counts (classes with no example left out);
+  None when no class has one."""
+  counts = [int(c) for c in per_class if int(c) > 0]
+  return max(counts) / min(counts) if counts else None
 
 
 def image_sizes(name: str) -> Tuple[int, ...]:

@@ -54,7 +54,7 @@ def _title(run: runs_lib.Run) -> str:
   cfg = run.config
   _, label = methods.table_label(cfg)
   return (f'{label}, {cfg.get("dataset")} '
-          f'{runs_lib.format_gamma(runs_lib.gamma(cfg))}, '
+          f'{runs_lib.imbalance_text(run)}, '
           f'fold {cfg.get("fold")}')
 
 

@@ -17,9 +17,12 @@
 #
 # Re-running resumes and skips finished runs. Environment: MODEL_DIR
 # [./runs/quickstart], PYTHON [python3], SKIP_INSTALL=1 (do not pip install),
-# EXTRA_FLAGS (appended to both runs), GPUS (as in the sweeps; default: CPU
-# only: CUDA_VISIBLE_DEVICES is set empty unless GPUS is given), DRY_RUN=1
-# (print the training commands only).
+# EXTRA_FLAGS (appended to both runs), FOLDS [1] (e.g. "1 2 3": the table
+# then gives mean (std) over the folds), METHODS [fixmatch crestplus], GPUS
+# (as in the sweeps; default: CPU only: CUDA_VISIBLE_DEVICES is set empty
+# unless GPUS is given), DRY_RUN=1 (print the training commands only).
+# Runs are deterministic (--deterministic=True): the same command on the
+# same machine kind prints the same table.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 : "${PYTHON:=python3}"
@@ -97,23 +100,13 @@ fi
 # (306 s) the gains were within noise (61.7 vs 61.9%; 49.0 vs 50.3%).
 if [[ -z "${GPUS:-}" ]]; then export CUDA_VISIBLE_DEVICES=""; fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-FOLDS=1
+FOLDS="${FOLDS:-1}"
 RATIOS=0.02
-METHODS="fixmatch crestplus"
+METHODS="${METHODS:-fixmatch crestplus}"
 VALID_METHODS="fixmatch crestplus"
-BASE_FLAGS=(--method=fixmatch --dataset=fashionmnistlt --net_arch=small
-            --net_width=1 --percent_labeled=0.1 --batch_size=32
-            --unlab_ratio=2 --num_epoch=2 --num_batch=450 --sched_type=cos
-            --learning_rate=0.1 --ema_decay=0.99 --eval_batch_size=1000
-            --progress=false)
-method_flags() {
-  case "$1" in
-    fixmatch) echo "--num_generation=1" ;;
-    crestplus) echo "--num_generation=2 --do_distalign=True" \
-                    "--how_dalign=adaptive --dalign_t=0.5" ;;
-    *) return 1 ;;
-  esac
-}
+. scripts/fashion_lt_settings.sh
+BASE_FLAGS=("${FASHION_LT_FLAGS[@]}" --num_epoch=2 --num_batch=450)
+method_flags() { crest_method_flags "$1" fixmatch 2 0.5; }
 . scripts/sweep_lib.sh
 say "training FixMatch and CReST+ into $MODEL_DIR (logs: */train.log)"
 sweep_main

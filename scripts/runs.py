@@ -32,6 +32,8 @@ class Run:
   config: Dict[str, Any]
   records: Dict[int, Dict[str, Any]]
   damaged: Dict[int, str] = dataclasses.field(default_factory=dict)
+  # Training images per class from data.json (None: not recorded).
+  train_per_class: Optional[List[int]] = None
 
   @property
   def num_generation(self) -> int:
@@ -70,7 +72,23 @@ def load_run(path: str) -> Run:
       continue
     if record is not None:
       found[generation] = record
-  return Run(path=path, config=config, records=found, damaged=damaged)
+  return Run(path=path, config=config, records=found, damaged=damaged,
+             train_per_class=_train_per_class(path))
+
+
+def _train_per_class(path: str) -> Optional[List[int]]:
+  """data.json's `train_per_class` (None if absent or unreadable)."""
+  try:
+    recorded = records_lib.read_json(
+        os.path.join(path, run_dir_lib.DATA_FILE))
+  except (OSError, ValueError):
+    return None
+  counts = recorded.get('train_per_class') if isinstance(
+      recorded, dict) else None
+  if not isinstance(counts, list) or not all(
+      isinstance(c, int) and c >= 0 for c in counts):
+    return None
+  return counts
 
 
 def find_runs(root: str) -> Tuple[List[Run], List[Tuple[str, str]]]:
@@ -96,6 +114,41 @@ def gamma(cfg: Dict[str, Any]) -> Optional[float]:
     return data_registry.imbalance_gamma(cfg.get('dataset', ''), ratio)
   except ValueError:
     return 1.0 / ratio
+
+
+AS_IS = 'as is'
+
+
+def uses_class_im_ratio(cfg: Dict[str, Any]) -> bool:
+  """Whether the run's --class_im_ratio means anything (False for data used
+  as is: own `npz`, ImageNet-127); an unknown dataset reads as True."""
+  try:
+    return data_registry.uses_class_im_ratio(cfg.get('dataset', ''))
+  except ValueError:
+    return True
+
+
+def data_gamma(run: Run) -> Optional[float]:
+  """The imbalance of a run's data: `gamma(cfg)` where the flag sets it,
+  else N_max / N_min measured on its training set (data.json), None when
+  that was not recorded."""
+  if uses_class_im_ratio(run.config):
+    return gamma(run.config)
+  if run.train_per_class is None:
+    return None
+  return data_registry.measured_gamma(run.train_per_class)
+
+
+def imbalance_text(run: Run) -> str:
+  """'gamma=100', 'balanced', or for data used as is 'as is' with the
+  measured 'N_max/N_min=12.3' when recorded."""
+  if uses_class_im_ratio(run.config):
+    return format_gamma(gamma(run.config))
+  return format_as_is(data_gamma(run))
+
+
+def format_as_is(g: Optional[float]) -> str:
+  return AS_IS if g is None else f'{AS_IS} (N_max/N_min={g:.3g})'
 
 
 def format_gamma(g: Optional[float]) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from crest import methods
 from crest import reported
 from crest.config import NON_SEMANTIC_FIELDS
+from scripts import noise
 from scripts import runs as runs_lib
 
 # Settings that never split a table: the fold/seed are what we average over,
@@ -81,10 +82,14 @@ Column = Tuple[Optional[float], Optional[str]]
 UNLABELED_ORDER = ('consistent', 'uniform', 'reversed', 'middle', 'head_tail')
 
 
-def column_of(cfg: Dict[str, Any]) -> Column:
-  """The column of a run's config dict: its gamma and, on the DARP
-  protocol, its unlabeled distribution."""
-  return runs_lib.gamma(cfg), runs_lib.unlabeled_distribution(cfg)
+def column_of(run: runs_lib.Run) -> Column:
+  """The column of a run: its gamma and, on the DARP protocol, its
+  unlabeled distribution; for data used as is (measured gamma or None,
+  'as is')."""
+  if not runs_lib.uses_class_im_ratio(run.config):
+    return runs_lib.data_gamma(run), runs_lib.AS_IS
+  return runs_lib.gamma(run.config), runs_lib.unlabeled_distribution(
+      run.config)
 
 
 def column_sort_key(col: Column):
@@ -116,12 +121,19 @@ class Cell:
       return math.nan
     return float(np.std(self.values, ddof=self.ddof))
 
-  def text(self, expected: int) -> str:
+  def text(self, expected: int, baseline: Optional['Cell'] = None) -> str:
+    """'66.4 (1.20)', with ' [n=2]' when fewer runs than `expected` and
+    the noise mark when within one pooled std of `baseline`."""
     if not self.values:
       return 'n/a' if self.missing else ''
     std = '-' if math.isnan(self.std) or self.n == 1 else f'{self.std:.2f}'
     out = f'{self.mean:.1f} ({std})'
-    return out + (f' [n={self.n}]' if self.n < expected else '')
+    out += f' [n={self.n}]' if self.n < expected else ''
+    if baseline is not None and baseline is not self and noise.within_noise(
+        self.mean, self.std, self.n, baseline.mean, baseline.std,
+        baseline.n):
+      out += ' ' + noise.MARK
+    return out
 
 
 @dataclasses.dataclass
@@ -161,13 +173,25 @@ class Table:
       order.setdefault(labels[run.path], methods.table_label(run.config)[0])
     return sorted(order, key=lambda l: (order[l], l))
 
+  def baseline(self) -> Optional[str]:
+    """The row the noise marks compare with: the first row of the method
+    alone (FixMatch, MixMatch), None if there is none."""
+    labels, orders = self.labels(), {}
+    for run in self.runs:
+      orders.setdefault(labels[run.path],
+                        methods.crest_variant(run.config)[0])
+    rows = self.rows()
+    return noise.baseline_row(rows, [orders[r] for r in rows])
+
   def columns(self) -> List[Column]:
-    return sorted({column_of(r.config) for r in self.runs},
+    return sorted({column_of(r) for r in self.runs},
                   key=column_sort_key)
 
   def column_name(self, col: Column) -> str:
     """'gamma=100', or 'gamma=100, reversed' when the table's columns
     differ in their unlabeled distribution."""
+    if col[1] == runs_lib.AS_IS:
+      return runs_lib.format_as_is(col[0])
     name = runs_lib.format_gamma(col[0])
     shown = {c[1] for c in self.columns()}
     if col[1] is not None and shown != {'consistent'}:
@@ -194,7 +218,7 @@ class Table:
     runs, values, missing = [], [], 0
     for run in sorted(self.runs, key=lambda r: (r.config.get('fold'),
                                                 r.config.get('seed'), r.path)):
-      if labels[run.path] != row or column_of(run.config) != col:
+      if labels[run.path] != row or column_of(run) != col:
         continue
       record = run.final if generation is None else run.records.get(generation)
       if record is None:
@@ -293,6 +317,14 @@ def table_header(index: int, table: Table, differing: Sequence[str],
   return '\n'.join(lines)
 
 
+def _noise_note(base: Optional[str], body, final: bool = False) -> str:
+  """The legend of the noise mark, when a cell carries it."""
+  if base is None or not any(noise.MARK in c for r in body for c in r[1:]):
+    return ''
+  which = f"{base}'s final generation" if final else base
+  return '\n\n' + noise.LEGEND.format(baseline=which)
+
+
 def _missing_note(cells) -> str:
   missing = sum(c.missing for c in cells)
   return (f'\n\n{missing} run(s) recorded no epoch history for this '
@@ -310,13 +342,18 @@ def _per_generation(report: Report, index: int, table: Table, settings: str,
                                   stat=stat)
                for r in rows for k in range(num_gen)}
       expected = folds or max(c.n + c.missing for c in cells.values())
-      body = [[r] + [cells[r, k].text(expected) for k in range(num_gen)]
+      base = table.baseline()
+      base_cell = base and table.cell(base, col, metric, ddof=ddof, stat=stat)
+      body = [[r] + [cells[r, k].text(expected, None if r == base
+                                      else base_cell)
+                     for k in range(num_gen)]
               for r in rows]
       report.markdown.append(
           f'{METRICS[metric]}, {table.column_name(col)}, per generation, '
           f'{reported.caption(stat)}:\n\n' +
           markdown_table(['method'] + [f'gen {k}' for k in range(num_gen)],
-                         body) + _missing_note(cells.values()))
+                         body) + _missing_note(cells.values()) +
+          _noise_note(base, body, final=True))
       for (r, k), cell in cells.items():
         _add_csv(report, index, table, metric, k, r, col, cell, settings,
                  stat)
@@ -340,13 +377,16 @@ def build_report(runs: Sequence[runs_lib.Run],
       cells = {(r, c): table.cell(r, c, metric, ddof=ddof, stat=stat)
                for r in rows for c in columns}
       expected = folds or max(c.n + c.missing for c in cells.values())
-      body = [[r] + [cells[r, c].text(expected) for c in columns]
+      base = table.baseline()
+      body = [[r] + [cells[r, c].text(expected, base and cells[base, c])
+                     for c in columns]
               for r in rows]
       report.markdown.append(
           f'{METRICS[metric]}, final generation, {reported.caption(stat)}, '
           f'mean (std) over folds / seeds:\n\n' +
           markdown_table(['method'] + [table.column_name(c) for c in columns],
-                         body) + _missing_note(cells.values()))
+                         body) + _missing_note(cells.values()) +
+          _noise_note(base, body))
       for (r, c), cell in cells.items():
         _add_csv(report, index, table, metric, 'final', r, c, cell, settings,
                  stat)

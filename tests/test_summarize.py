@@ -83,10 +83,18 @@ def final_acc(run_dir):
   return 100 * recs[max(recs)]['test_accuracy']
 
 
-def cell_text(values, expected, ddof=0):
+def cell_text(values, expected, ddof=0, base=None):
+  """A cell's text; `base`: the baseline row's values (the noise mark when
+  the means differ by at most the pooled std of two cells of 2+ runs)."""
   std = f'{np.std(values, ddof=ddof):.2f}' if len(values) > 1 else '-'
   text = f'{np.mean(values):.1f} ({std})'
-  return text + (f' [n={len(values)}]' if len(values) < expected else '')
+  text += f' [n={len(values)}]' if len(values) < expected else ''
+  if base is not None and len(values) > 1 and len(base) > 1:
+    pooled = np.sqrt((np.var(values, ddof=ddof) + np.var(base, ddof=ddof))
+                     / 2)
+    if abs(np.mean(values) - np.mean(base)) <= pooled:
+      text += ' ≈'
+  return text
 
 
 def table_rows(text, title_start):
@@ -125,9 +133,11 @@ def test_paper_table_matches_records(grid, capsys):
   for (method, ratio), dirs in runs.items():
     values = [final_acc(d) for d in dirs]
     column = f'gamma={int(round(1 / ratio))}'
-    assert rows[method][column] == cell_text(values, expected=3)
+    base = (None if method == 'FixMatch' else
+            [final_acc(d) for d in runs['FixMatch', ratio]])
+    assert rows[method][column] == cell_text(values, expected=3, base=base)
   # The CReST+ cells have 2 of 3 folds and say so.
-  assert rows['CReST+']['gamma=100'].endswith('[n=2]')
+  assert '[n=2]' in rows['CReST+']['gamma=100']
   # The same tables in Markdown, and the CSV's numbers.
   with open(out_prefix + '.md') as f:
     assert table_rows(f.read(), 'Test accuracy') == rows
@@ -149,8 +159,9 @@ def test_sample_std_and_expected_folds(grid, capsys):
   summarize.main([str(root), '--ddof', '1', '--folds', '5'])
   rows = table_rows(capsys.readouterr().out, 'Test accuracy')
   values = [final_acc(d) for d in runs['CReST', 0.02]]
-  assert rows['CReST']['gamma=50'] == cell_text(values, 5, ddof=1)
-  assert rows['CReST']['gamma=50'].endswith('[n=3]')
+  base = [final_acc(d) for d in runs['FixMatch', 0.02]]
+  assert rows['CReST']['gamma=50'] == cell_text(values, 5, ddof=1, base=base)
+  assert '[n=3]' in rows['CReST']['gamma=50']
 
 
 def test_minority_recall_uses_rarest_labeled_classes(tmp_path, capsys):
@@ -175,7 +186,8 @@ def test_per_generation_tables(grid, capsys):
   for g in range(3):
     values = [100 * records_of(d)[g]['test_accuracy']
               for d in runs['CReST+', 0.01]]
-    assert rows['CReST+'][f'gen {g}'] == cell_text(values, 3)
+    base = [final_acc(d) for d in runs['FixMatch', 0.01]]
+    assert rows['CReST+'][f'gen {g}'] == cell_text(values, 3, base=base)
   assert rows['FixMatch']['gen 1'] == ''  # One generation only.
 
 
@@ -344,7 +356,8 @@ def test_scripts_import_no_circle():
   scripts = pathlib.Path(ROOT) / 'scripts'
   graph = {p.stem: _script_imports(p) for p in scripts.glob('*.py')}
   assert graph['plots'] == {'charts', 'runs'}
-  assert graph['tables'] == {'runs'} and not graph['runs']
+  assert graph['tables'] == {'noise', 'runs'} and not graph['runs']
+  assert not graph['noise']
   done, path = set(), []
 
   def visit(name):
@@ -359,3 +372,37 @@ def test_scripts_import_no_circle():
 
   for name in sorted(graph):
     visit(name)
+
+
+def _set_final_acc(run_dir, acc):
+  recs = records_of(run_dir)
+  last = max(recs)
+  name = next(n for n in sorted(os.listdir(run_dir))
+              if n.startswith(f'gen_{last:02d}'))
+  recs[last]['test_accuracy'] = acc
+  with open(os.path.join(run_dir, name, 'generation.json'), 'w') as f:
+    json.dump(recs[last], f)
+
+
+def test_cells_within_one_pooled_std_of_fixmatch_are_marked(tmp_path,
+                                                            capsys):
+  # FixMatch 60, 62, 64: mean 62, std 1.633 (ddof 0). CReST 63, 65, 67:
+  # +3 > pooled 1.633: a difference. CReST+ 62, 63, 64: +1 <= pooled
+  # sqrt((2.667 + 0.667) / 2) = 1.29: noise.
+  accs = {'FixMatch': (.60, .62, .64), 'CReST': (.63, .65, .67),
+          'CReST+': (.62, .63, .64)}
+  for method, values in accs.items():
+    for fold, acc in enumerate(values, 1):
+      _set_final_acc(make_run(tmp_path, fold, 0.01, method), acc)
+  summarize.main([str(tmp_path)])
+  text = capsys.readouterr().out
+  rows = table_rows(text, 'Test accuracy')
+  assert rows['FixMatch']['gamma=100'] == '62.0 (1.63)'
+  assert rows['CReST']['gamma=100'] == '65.0 (1.63)'
+  assert rows['CReST+']['gamma=100'] == '63.0 (0.82) ≈'
+  assert 'the difference to the FixMatch row' in text
+  # With sample std (ddof 1) CReST is still outside: 3 > 2.0.
+  summarize.main([str(tmp_path), '--ddof', '1'])
+  rows = table_rows(capsys.readouterr().out, 'Test accuracy')
+  assert rows['CReST']['gamma=100'] == '65.0 (2.00)'
+  assert rows['CReST+']['gamma=100'] == '63.0 (1.00) ≈'
