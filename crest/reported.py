@@ -42,6 +42,7 @@ CAPTIONS = {
 SERIES = ('test_accuracy', 'minority_recall', 'balanced_accuracy')
 ACCURACY_KEY = 'acc.test.ema'
 PER_CLASS_KEY = 'per_class_acc.test.ema'
+LA_ACCURACY_KEY = 'acc.test.la.ema'  # Logit-adjusted: logits - log p_data.
 
 
 def rarest_classes(labeled_counts: Optional[Sequence[int]],
@@ -99,7 +100,8 @@ def epoch_statistics(history: Mapping[str, Sequence[Any]],
   Returns:
     {'epochs': int, 'minority_classes': [...], 'optimistic': ['best'] (the
      statistics that select on the test set), 'test_accuracy': {...},
-     'minority_recall': {...}, 'balanced_accuracy': {...}} (each
+     'minority_recall': {...}, 'balanced_accuracy': {...}, 'la_accuracy':
+     {...} (logit-adjusted accuracy, when the history has it)} (each
     `series_statistics`); {} when the history lacks those entries.
   """
   acc = list(history.get(ACCURACY_KEY) or [])
@@ -107,6 +109,7 @@ def epoch_statistics(history: Mapping[str, Sequence[Any]],
   if not acc or len(per_class) != len(acc):
     return {}
   recall = np.asarray(per_class, np.float64)
+  la = list(history.get(LA_ACCURACY_KEY) or [])
   return {
       'epochs': len(acc),
       'minority_classes': [int(c) for c in minority],
@@ -115,6 +118,8 @@ def epoch_statistics(history: Mapping[str, Sequence[Any]],
       'minority_recall': series_statistics(
           recall[:, list(minority)].mean(axis=1)),
       'balanced_accuracy': series_statistics(recall.mean(axis=1)),
+      **({'la_accuracy': series_statistics(la)} if len(la) == len(acc)
+         else {}),
   }
 
 

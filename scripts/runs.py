@@ -183,7 +183,17 @@ FINAL_VALUES = {
     'test_accuracy': lambda run, rec: float(rec['test_accuracy']),
     'minority_recall': minority_recall,
     'balanced_accuracy': lambda run, rec: balanced_accuracy(rec),
+    'la_accuracy': lambda run, rec: la_accuracy(rec),
 }
+
+
+def la_accuracy(record: Dict[str, Any]) -> Optional[float]:
+  """The EMA model's logit-adjusted test accuracy (logits - log p_data) of
+  the generation's last evaluation; None if the record lacks it."""
+  history = record.get('history')
+  v = history.get(reported.LA_ACCURACY_KEY) if isinstance(
+      history, dict) else None
+  return None if v is None else float(v)
 
 
 def _generation_dir(run: Run, generation: int) -> Optional[str]:
@@ -223,7 +233,7 @@ def statistics(run: Run, record: Dict[str, Any]) -> Dict[str, Any]:
 def value(run: Run, record: Dict[str, Any], metric: str,
           stat: str = reported.DEFAULT_STATISTIC) -> Optional[float]:
   """One number of a generation, as a fraction: `metric` (test_accuracy,
-  minority_recall, balanced_accuracy) under statistic `stat`
+  minority_recall, balanced_accuracy, la_accuracy) under statistic `stat`
   (`crest.reported.STATISTICS`). 'final' is the final evaluation's value;
   the others come from the epoch history; None when the run did not record
   it."""

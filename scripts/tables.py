@@ -73,6 +73,8 @@ METRICS = {
                           'per-class recall; the test set is imbalanced)'),
     'minority_recall': ('Minority classes: mean test recall (%) of the rarest '
                         'third of the classes'),
+    'la_accuracy': ('Logit-adjusted test accuracy (%) of the EMA model '
+                    '(logits - log p_data)'),
 }
 # Shown only for tables whose test set is imbalanced (on a balanced test
 # set it equals accuracy).
@@ -207,7 +209,9 @@ class Table:
     """The metrics shown: balanced accuracy only where a test set is
     imbalanced."""
     imbalanced = 'imbalanced' in self.test_sets()
-    return [m for m in METRICS if imbalanced or m not in IMBALANCED_ONLY]
+    has_la = any(runs_lib.la_accuracy(r.final) is not None for r in self.runs)
+    return [m for m in METRICS if (imbalanced or m not in IMBALANCED_ONLY)
+            and (has_la or m != 'la_accuracy')]
 
   def cell(self, row: str, col: Column, metric: str,
            generation: Optional[int] = None, ddof: int = 0,

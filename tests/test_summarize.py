@@ -406,3 +406,18 @@ def test_cells_within_one_pooled_std_of_fixmatch_are_marked(tmp_path,
   rows = table_rows(capsys.readouterr().out, 'Test accuracy')
   assert rows['CReST']['gamma=100'] == '65.0 (2.00)'
   assert rows['CReST+']['gamma=100'] == '63.0 (1.00) ≈'
+
+
+def test_logit_adjusted_accuracy_is_shown_when_recorded(tmp_path, capsys):
+  dirs = [make_run(tmp_path, f) for f in (1, 2)]
+  summarize.main([str(tmp_path)])
+  assert 'Logit-adjusted' not in capsys.readouterr().out  # Not recorded.
+  for d, la in zip(dirs, (0.70, 0.74)):
+    recs = records_of(d)
+    name = next(n for n in sorted(os.listdir(d)) if n.startswith('gen_00'))
+    recs[0]['history'] = {'acc.test.la.ema': la, 'acc.test.ema': 0.6}
+    with open(os.path.join(d, name, 'generation.json'), 'w') as f:
+      json.dump(recs[0], f)
+  summarize.main([str(tmp_path)])
+  rows = table_rows(capsys.readouterr().out, 'Logit-adjusted test accuracy')
+  assert rows['FixMatch']['gamma=100'] == '72.0 (2.00)'
