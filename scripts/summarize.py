@@ -102,6 +102,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       'default), median10 / median20 (median of the last 10 '
                       '/ 20 epochs), best (the best epoch: optimistic, '
                       'selected on the test set)')
+  parser.add_argument('--picks', action='store_true',
+                      help='also, for runs that picked pseudo-labels, a '
+                      'table of the images picked per class and their '
+                      'precision per generation (mean over folds)')
   parser.add_argument('--plots', action='store_true',
                       help='also draw each run\'s PNGs into its directory')
   args = parser.parse_args(argv)
@@ -123,6 +127,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
            f'{sum(r.finished for r in runs)} finished run(s) of {len(runs)}; '
            f'std over folds with ddof={args.ddof}; '
            f'{reported.caption(args.stat)}.'] + report.markdown
+  if args.picks:
+    from scripts import picks  # pylint: disable=g-import-not-at-top
+    for table in tables.build_tables(runs, merge):
+      parts += picks.picks_markdown(table)
   unfinished = tables.unfinished_text(runs, args.model_dir)
   if unfinished:
     parts.append(unfinished)

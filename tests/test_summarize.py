@@ -421,3 +421,27 @@ def test_logit_adjusted_accuracy_is_shown_when_recorded(tmp_path, capsys):
   summarize.main([str(tmp_path)])
   rows = table_rows(capsys.readouterr().out, 'Logit-adjusted test accuracy')
   assert rows['FixMatch']['gamma=100'] == '72.0 (2.00)'
+
+
+def test_picks_table_gives_picks_and_precision_per_class(tmp_path, capsys):
+  dirs = [make_run(tmp_path, f, method='CReST') for f in (1, 2)]
+  # Fold 2's generation 0 picked 30 of class 0 (21 correct) instead of 10
+  # (7): mean 20 picked, precision (70 + 70) / 2 = 70.0.
+  name = next(n for n in sorted(os.listdir(dirs[1])) if n.startswith('gen_00'))
+  recs = records_of(dirs[1])
+  recs[0]['picked_per_class'][0] = 30
+  recs[0]['picked_correct_per_class'][0] = 21
+  recs[0]['picked_correct_per_class'][1] = 10  # 100%: mean (70 + 100) / 2.
+  with open(os.path.join(dirs[1], name, 'generation.json'), 'w') as f:
+    json.dump(recs[0], f)
+  make_run(tmp_path, 1, method='FixMatch')  # Picks nothing used: no table.
+  summarize.main([str(tmp_path), '--picks'])
+  text = capsys.readouterr().out
+  assert text.count('Pseudo-labels picked per class') == 1
+  rows = table_rows(text, 'Pseudo-labels picked per class, CReST')
+  labeled = records_of(dirs[0])[0]['labeled_per_class']
+  assert rows['0'] == {'labeled': str(labeled[0]), 'gen 0 picked': '20',
+                       'gen 0 precision %': '70.0', 'gen 1 picked': '10',
+                       'gen 1 precision %': '70.0'}
+  assert rows['1']['gen 0 precision %'] == '85.0'
+  assert 'gen 2 picked' not in text  # The last generation picks no more.
