@@ -122,6 +122,16 @@ def test_export_files(run, exported):
   assert sorted(os.listdir(exported.parent)) == ['model']  # No temporaries.
 
 
+def test_overwrite_replaces_an_earlier_export(run, exported, tmp_path):
+  shutil.copytree(exported, tmp_path / 'model')
+  assert export_cli.main([run[0], '--generation', '0', '--out',
+                          str(tmp_path / 'model'), '--overwrite']) == 0
+  meta = json.load(open(tmp_path / 'model' / 'export.json'))
+  assert meta['generation'] == 0 and meta['checkpoint'].endswith(
+      os.path.join('gen_00', 'ckpt', 'ckpt-6'))
+  assert os.listdir(tmp_path) == ['model']
+
+
 def _read_csv(path):
   with open(path, newline='') as f:
     rows = list(csv.reader(f))
