@@ -14,10 +14,11 @@ import math
 from typing import Optional, Sequence
 
 MARK = '≈'
-LEGEND = (f'{MARK}: the difference to the {{baseline}} row (same column) is '
+LEGEND = (f'{MARK}: the difference to {{baseline}} (same column) is '
           'within one pooled std of the two cells (sqrt((s1^2 + s2^2) / 2)): '
           'noise at this number of runs, not a gain or a loss. Cells of a '
-          'single run are not judged.')
+          'single run are not judged; an unmarked difference is not '
+          'thereby significant.')
 
 
 def pooled_std(std_a: float, std_b: float) -> float:

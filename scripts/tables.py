@@ -325,7 +325,8 @@ def _noise_note(base: Optional[str], body, final: bool = False) -> str:
   """The legend of the noise mark, when a cell carries it."""
   if base is None or not any(noise.MARK in c for r in body for c in r[1:]):
     return ''
-  which = f"{base}'s final generation" if final else base
+  which = (f"{base}'s final generation" if final else
+           f'the {base} row')
   return '\n\n' + noise.LEGEND.format(baseline=which)
 
 
