@@ -8,6 +8,8 @@ import os
 import pathlib
 import sys
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # What train_and_eval_loop uses by default (--onednn); read at TF import.
@@ -29,3 +31,19 @@ def pytest_configure(config):
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     except RuntimeError:
         pass  # Already initialised (e.g. a plugin imported TF first).
+
+
+@pytest.fixture(scope='session')
+def crest_plus_run(tmp_path_factory):
+  """Four CReST+ generations of FixMatch on tests/learnable.py's data, run
+  once for the session (tests/test_generations.py, tests/test_train_loop.py):
+  (cfg, data, strategy, records, run directory, temperatures seen by the
+  loss)."""
+  import fixmatch  # pylint: disable=g-import-not-at-top
+  import learnable  # pylint: disable=g-import-not-at-top
+  from crest import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  top = tmp_path_factory.mktemp('crest_plus')
+  cfg = learnable.config(top / 'runs', learnable.write_npz(top))
+  data = learnable.load(cfg)
+  recs, strategy, seen = learnable.run_generations(cfg, data, fixmatch)
+  return cfg, data, strategy, recs, run_dir_lib.path(cfg), seen

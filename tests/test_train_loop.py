@@ -1,86 +1,58 @@
-"""End to end: two CReST+ generations on synthetic data, records and resume."""
+"""End to end: the files and records of a finished CReST+ run, reruns and
+resume checks (on the session's four-generation run, tests/conftest.py;
+what it learns and the generations by numbers: tests/test_generations.py)."""
 import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from absl import flags
 
+import train_and_eval_loop
+from crest import flags as crest_flags
 from crest import generations
 from crest import records
 from crest import run_dir as run_dir_lib
 from crest import run_guard
-from crest import selection
-from crest.config import Config
 from crest.errors import UserError
-from data import registry as data_registry
-from data.base import DataArgs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RECORD_KEYS = {
     'generation', 'alignment_temperature', 'num_labeled',
     'num_pseudo_labeled', 'test_accuracy', 'test_per_class_recall',
     'unlabeled_predicted_per_class', 'picked_per_class',
     'picked_correct_per_class'}
-
-
-def _config(model_dir, **kw):
-  base = dict(method='fixmatch', dataset='synthetic_tiny', net_arch='small',
-              num_epoch=2, num_batch=3, num_generation=2, batch_size=8,
-              unlab_ratio=2, percent_labeled=0.3, do_distalign=True,
-              how_dalign='adaptive', dalign_t=0.5, model_dir=str(model_dir),
-              ema_decay=0.5, threshold=0.5, eval_batch_size=128,
-              progress=False, seed=3)
-  base.update(kw)
-  return Config(**base)
-
-
-def _data(cfg):
-  return data_registry.load(DataArgs(
-      dataset=cfg.dataset, class_im_ratio=cfg.class_im_ratio,
-      percent_labeled=cfg.percent_labeled, fold=cfg.fold))
+GEN_DIRS = ['gen_00_t1.00', 'gen_01_t0.80', 'gen_02_t0.60', 'gen_03_t0.40']
 
 
 @pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  cfg = _config(tmp_path_factory.mktemp('run'))
-  data = _data(cfg)
-  strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
-  recs = generations.run(cfg, strategy, data)
-  run_dir = os.path.join(cfg.model_dir, os.listdir(cfg.model_dir)[0])
-  while 'config.json' not in os.listdir(run_dir):
-    run_dir = os.path.join(run_dir, os.listdir(run_dir)[0])
-  return cfg, data, strategy, recs, run_dir
+def finished_run(crest_plus_run):
+  """The session's four CReST+ generations (tests/conftest.py): (cfg,
+  data, strategy, records, run directory)."""
+  return crest_plus_run[:5]
 
 
 def test_records_and_files(finished_run):
   cfg, data, _, recs, run_dir = finished_run
   k = data.num_classes
-  assert json.load(open(os.path.join(run_dir, 'config.json')))['seed'] == 3
+  assert json.load(open(os.path.join(run_dir, 'config.json')))['seed'] == 1
   gen_dirs = sorted(d for d in os.listdir(run_dir) if d.startswith('gen_'))
-  # CReST+ adaptive temperatures: 1.0 then dalign_t.
-  assert gen_dirs == ['gen_00_t1.00', 'gen_01_t0.50']
+  assert gen_dirs == GEN_DIRS  # Temperatures: tests/test_generations.py.
+  gt = np.asarray(data.gt_p_data)
   for g, name in enumerate(gen_dirs):
     gdir = os.path.join(run_dir, name)
     rec = json.load(open(os.path.join(gdir, 'generation.json')))
     assert RECORD_KEYS <= set(rec)
     assert rec == json.loads(json.dumps(recs[g]))
     assert rec['generation'] == g
-    assert rec['alignment_temperature'] == pytest.approx([1.0, 0.5][g])
-    assert 0.0 <= rec['test_accuracy'] <= 1.0
     assert len(rec['test_per_class_recall']) == k
-    # The selection formula against the recorded counts.
-    expected = selection.picks_per_class(
-        np.array(rec['unlabeled_predicted_per_class']), data.gt_p_data,
-        cfg.alpha, cfg.update_mode)
-    assert rec['picked_per_class'] == expected.tolist()
-    assert sum(rec['unlabeled_predicted_per_class']) == len(
-        data.unlabeled_positions)
+    # CReST's rate restated: int(n_c * (gt[K-1-c] / gt[0]) ** (1/alpha)).
+    predicted = rec['unlabeled_predicted_per_class']
+    assert rec['picked_per_class'] == [
+        int(n * (gt[k - 1 - c] / gt[0]) ** (1 / cfg.alpha))
+        for c, n in enumerate(predicted)]
+    assert sum(predicted) == len(data.unlabeled_positions)
     assert all(0 <= c <= p for c, p in zip(rec['picked_correct_per_class'],
                                           rec['picked_per_class']))
     for sub in ('ckpt', 'tb', 'stats'):
@@ -107,32 +79,9 @@ def test_records_and_files(finished_run):
         np.mean(rec['test_per_class_recall']))
 
 
-def test_labeled_sets_follow_the_reference_order(finished_run):
-  _, data, _, recs, run_dir = finished_run
-  lab0 = np.load(os.path.join(run_dir, 'gen_00_t1.00', 'labeled_set.npz'))
-  np.testing.assert_array_equal(lab0['positions'], data.labeled_positions)
-  np.testing.assert_array_equal(
-      lab0['labels'], data.train_labels[data.labeled_positions])
-  picks = np.load(os.path.join(run_dir, 'gen_00_t1.00', 'picks.npz'))
-  lab1 = np.load(os.path.join(run_dir, 'gen_01_t0.50', 'labeled_set.npz'))
-  p = len(picks['positions'])
-  assert p == sum(recs[0]['picked_per_class']) == recs[1][
-      'num_pseudo_labeled']
-  # Picks first (class 0 first), then the original labeled set.
-  np.testing.assert_array_equal(lab1['positions'][:p], picks['positions'])
-  np.testing.assert_array_equal(lab1['labels'][:p], picks['labels'])
-  assert np.all(np.diff(picks['labels']) >= 0)
-  np.testing.assert_array_equal(lab1['positions'][p:], data.labeled_positions)
-  assert set(picks['positions']) <= set(data.unlabeled_positions)
-  correct = np.bincount(
-      picks['labels'][picks['labels'] == data.train_labels[
-          picks['positions']]], minlength=data.num_classes)
-  assert correct.tolist() == recs[0]['picked_correct_per_class']
-
-
 def test_rerun_skips_finished_generations(finished_run):
   cfg, data, strategy, recs, run_dir = finished_run
-  path = os.path.join(run_dir, 'gen_01_t0.50', 'generation.json')
+  path = os.path.join(run_dir, 'gen_03_t0.40', 'generation.json')
   mtime = os.path.getmtime(path)
   again = generations.run(cfg.replace(progress=True), strategy, data)
   assert again == [json.loads(json.dumps(r)) for r in recs]
@@ -155,14 +104,19 @@ def test_rerun_with_another_config_names_the_flags(finished_run):
   assert '--force_init' in msg
 
 
-def test_command_line_bad_flag_exits_2(tmp_path):
-  cmd = [sys.executable, '-m', 'train_and_eval_loop',
-         f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
-         '--sched_type=exponential']
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                        timeout=120)
-  assert proc.returncode == 2
-  assert '--sched_type' in proc.stderr and 'halfcos' in proc.stderr
+def test_command_line_bad_flag_exits_2(tmp_path, capsys):
+  """In process (the exit code of the process itself: test_run_integrity's
+  flag-parsing subprocesses)."""
+  crest_flags.define_flags(flags.FLAGS)
+  try:
+    flags.FLAGS(['prog', f'--model_dir={tmp_path}', '--dataset=synthetic_tiny',
+                 '--sched_type=exponential'])
+    code = train_and_eval_loop.main(['prog'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert code == 2
+  err = capsys.readouterr().err
+  assert '--sched_type' in err and 'halfcos' in err
   assert not os.listdir(tmp_path)
 
 
@@ -189,12 +143,12 @@ def test_damaged_records_are_redone_from_checkpoints(finished_run, tmp_path,
   cfg, data, strategy, recs, run = _copy(finished_run, tmp_path)
   before = _files(run)
   os.remove(os.path.join(run, 'gen_00_t1.00', 'labeled_set.npz'))
-  open(os.path.join(run, 'gen_01_t0.50', 'generation.json'), 'w').close()
+  open(os.path.join(run, 'gen_01_t0.80', 'generation.json'), 'w').close()
   again = generations.run(cfg, strategy, data)
   assert again == json.loads(json.dumps(recs))
   assert _files(run) == before  # Redone from the final checkpoints.
   assert 'gen_00_t1.00/labeled_set.npz: is missing' in caplog.text
-  assert 'gen_01_t0.50/generation.json: is not valid JSON' in caplog.text
+  assert 'gen_01_t0.80/generation.json: is not valid JSON' in caplog.text
 
 
 def test_a_labeled_set_that_does_not_follow_is_refused(finished_run, tmp_path):
@@ -215,9 +169,9 @@ def test_a_labeled_set_that_does_not_follow_is_refused(finished_run, tmp_path):
   with pytest.raises(UserError) as e:
     generations.run(cfg, strategy, data)
   msg = str(e.value)
-  assert ('gen_01_t0.50/labeled_set.npz is not the labeled set that '
+  assert ('gen_01_t0.80/labeled_set.npz is not the labeled set that '
           'follows') in msg
-  assert f'Delete {os.path.join(run, "gen_01_t0.50")}' in msg
+  assert f'Delete {os.path.join(run, "gen_01_t0.80")}' in msg
 
 
 def test_changed_data_are_refused_on_resume(finished_run, tmp_path):
@@ -230,7 +184,7 @@ def test_changed_data_are_refused_on_resume(finished_run, tmp_path):
   assert 'train_images' in msg and 'train_labels' not in msg
   assert os.path.join(run, 'data.json') in msg and '--force_init' in msg
   recorded = json.load(open(os.path.join(run, 'data.json')))
-  assert recorded['source'] == '--dataset=synthetic_tiny'
+  assert recorded['source'] == f'--data_file={cfg.data_file}'
   with open(os.path.join(run, 'data.json'), 'w') as f:
     f.write('{"parts"')
   with pytest.raises(UserError, match='data.json .*is unreadable'):
