@@ -1,4 +1,12 @@
-"""Tests of the FixMatch loss (fixmatch.py) by numbers."""
+"""Tests of the FixMatch loss (fixmatch.py) by numbers.
+
+The expected values are restated here in NumPy from the reference
+(`../shared/reference/original-crest.md`, "FixMatch step" and "Pseudo-labels"):
+one forward pass over [labeled; weak views once per strong view; strong
+views], the pseudo-targets of the weak logits (CReST+ alignment to
+`gt_p_data ** t`, threshold, sharpening), supervised + weight_unsup * masked
+unsupervised cross-entropy with either divisor.
+"""
 import keras
 import numpy as np
 import pytest
@@ -6,25 +14,24 @@ import tensorflow as tf
 
 import fixmatch
 from crest import method_api
-from crest import pseudo_labels
 from networks import common
 
-K, H = 3, 6
+K, H, B, U = 3, 6, 4, 5
 
 
 def _params(**kw):
   base = dict(num_classes=K, threshold=0.5, temperature=0.0,
               unsup_loss_type='xe', unsup_loss_divisor='full',
-              weight_unsup=2.0, do_distalign=True, how_dalign=None,
-              reweight_labeled=False, mixup_beta=0.0, global_batch_size=4,
-              global_unlabeled_batch_size=5)
+              weight_unsup=2.0, do_distalign=True, how_dalign='adaptive',
+              reweight_labeled=False, mixup_beta=0.0, global_batch_size=B,
+              global_unlabeled_batch_size=U)
   return method_api.LossParams(**(base | kw))
 
 
-def _stats():
+def _stats(dalign_t=0.6):
   return method_api.Stats(
       p_model=tf.constant([0.5, 0.3, 0.2]), p_data=tf.constant([0.6, 0.3, 0.1]),
-      gt_p_data=tf.constant([0.6, 0.3, 0.1]), dalign_t=tf.constant(1.0),
+      gt_p_data=tf.constant([0.7, 0.2, 0.1]), dalign_t=tf.constant(dalign_t),
       seed=tf.constant([1, 2], tf.int64))
 
 
@@ -38,48 +45,97 @@ def _model():
 
 def _batch(num_strong, seed=0):
   rng = np.random.default_rng(seed)
-  u = 5
-  return {'x_l': tf.constant(rng.normal(size=[4, H, H, 3]), tf.float32),
+  return {'x_l': tf.constant(rng.normal(size=[B, H, H, 3]), tf.float32),
           'y_l': tf.constant([0, 1, 2, 0]),
-          'x_w': tf.constant(rng.normal(size=[u, 1, H, H, 3]), tf.float32),
-          'x_s': tf.constant(rng.normal(size=[u, num_strong, H, H, 3]),
+          'x_w': tf.constant(rng.normal(size=[U, 1, H, H, 3]), tf.float32),
+          'x_s': tf.constant(rng.normal(size=[U, num_strong, H, H, 3]),
                              tf.float32),
           'y_u': tf.constant([0, 1, 2, 0, 1])}
 
 
+def _softmax(z):
+  e = np.exp(z - z.max(1, keepdims=True))
+  return e / e.sum(1, keepdims=True)
+
+
+def _targets(logits_w, stats, params):
+  """NumPy pseudo-targets: (targets [U, K], mask [U])."""
+  p = _softmax(logits_w.astype(np.float64))
+  if params.do_distalign:
+    if params.how_dalign is None:
+      goal = stats.p_data.numpy()
+    else:
+      goal = stats.gt_p_data.numpy() ** float(stats.dalign_t)
+      goal = goal / goal.sum()
+    p = p * (1e-6 + goal) / (1e-6 + stats.p_model.numpy())
+    p = p / p.sum(1, keepdims=True)
+  mask = (p.max(1) >= params.threshold).astype(np.float64)
+  if params.temperature == 0:
+    target = np.eye(K)[p.argmax(1)]
+  else:
+    target = p ** (1 / params.temperature)
+    target = target / target.sum(1, keepdims=True)
+  return target, mask
+
+
 def _expected(model, batch, stats, params, repeat_weak=True):
-  """The loss by hand: one forward over [x_l; x_w repeated S; strong]."""
+  """The loss by hand: (total, supervised, unsupervised, mask [U])."""
   xl, xw, xs = batch['x_l'], batch['x_w'][:, 0], batch['x_s']
-  u, s = xs.shape[0], xs.shape[1]
+  s = xs.shape[1]
   strong = tf.reshape(tf.transpose(xs, [1, 0, 2, 3, 4]), [-1, H, H, 3])
   weak = tf.concat([xw] * (s if repeat_weak else 1), 0)
   logits = model(tf.concat([xl, weak, strong], 0), training=True).numpy()
-  lg_l, lg_w, lg_s = logits[:4], logits[4:4 + u], logits[4 + len(weak):]
-  logp = lambda z: z - np.log(np.exp(z).sum(1, keepdims=True))
-  xe = -logp(lg_l)[np.arange(4), batch['y_l'].numpy()].mean()
-  target, mask, _ = pseudo_labels.pseudo_targets(
-      lg_w, p_model=stats.p_model, p_data=stats.p_data,
-      gt_p_data=stats.gt_p_data, do_distalign=True, how_dalign=None,
-      dalign_t=1.0, threshold=params.threshold, temperature=0.0)
-  target, mask = np.tile(target.numpy(), [s, 1]), np.tile(mask.numpy(), s)
-  xeu = (-(target * logp(lg_s)).sum(1) * mask).sum() / (u * s)
-  return xe + params.weight_unsup * xeu, xe, xeu
+  lg_l, lg_w, lg_s = logits[:B], logits[B:B + U], logits[B + len(weak):]
+  logp = lambda z: np.log(_softmax(z.astype(np.float64)))
+  xe = -logp(lg_l)[np.arange(B), batch['y_l'].numpy()].sum() / B
+  target, mask = _targets(lg_w, stats, params)
+  # Strong view v of example i is row v * U + i; its target is example i's.
+  per_row = -(np.tile(target, [s, 1]) * logp(lg_s)).sum(1) * np.tile(mask, s)
+  divisor = (U * s if params.unsup_loss_divisor == 'full' else
+             max(1.0, s * mask.sum()))
+  xeu = per_row.sum() / divisor
+  return xe + params.weight_unsup * xeu, xe, xeu, mask
 
 
-@pytest.mark.parametrize('num_strong', [1, 2])
-def test_loss_equals_the_formula(num_strong):
-  model, batch, stats, params = _model(), _batch(num_strong), _stats(), _params()
+@pytest.mark.parametrize('num_strong,divisor,temperature', [
+    (1, 'full', 0.0), (2, 'full', 0.0), (3, 'quality', 0.0),
+    (2, 'quality', 0.5)])
+def test_loss_equals_the_formula(num_strong, divisor, temperature):
+  model, batch, stats = _model(), _batch(num_strong), _stats()
+  params = _params(unsup_loss_divisor=divisor, temperature=temperature)
   out = fixmatch.loss(model, batch, stats, params)
-  total, xe, xeu = _expected(model, batch, stats, params)
+  total, xe, xeu, mask = _expected(model, batch, stats, params)
   assert float(out.metrics['loss.xe']) == pytest.approx(xe, rel=1e-5)
   assert float(out.metrics['loss.xeu']) == pytest.approx(xeu, rel=1e-5)
   assert float(out.loss) == pytest.approx(total, rel=1e-5)
-  assert 0 < xeu  # Some rows pass the threshold: the test sees the mask.
-  probs = tf.nn.softmax(model(tf.concat(
+  # The mask is neither all 0 nor all 1, so both it and the divisors show.
+  assert 0 < mask.sum() < U
+  assert float(out.metrics['monitor.mask']) == pytest.approx(mask.mean())
+  other = 'quality' if divisor == 'full' else 'full'
+  _, _, xeu_other, _ = _expected(model, batch, stats,
+                                 _params(unsup_loss_divisor=other,
+                                         temperature=temperature))
+  assert abs(xeu_other - xeu) > 0.1 * xeu  # The divisor matters here.
+  # p_model's input: the weak views' softmax before alignment.
+  probs = _softmax(model(tf.concat(
       [batch['x_l']] + [batch['x_w'][:, 0]] * num_strong + [tf.reshape(
           tf.transpose(batch['x_s'], [1, 0, 2, 3, 4]), [-1, H, H, 3])], 0),
-      training=True)[4:9]).numpy()
+      training=True).numpy()[B:B + U])
   np.testing.assert_allclose(out.weak_probs_mean, probs.mean(0), rtol=1e-5)
+
+
+def test_the_temperature_reaches_the_targets():
+  # CReST+: the alignment goal is gt_p_data ** t; t = 1 and t = 0.3 give
+  # other masks or targets here, and the loss follows the formula for each.
+  model, batch, params = _model(), _batch(1), _params(temperature=0.5)
+  losses = []
+  for t in (1.0, 0.3):
+    stats = _stats(dalign_t=t)
+    out = float(fixmatch.loss(model, batch, stats, params).metrics['loss.xeu'])
+    assert out == pytest.approx(_expected(model, batch, stats, params)[2],
+                                rel=1e-5)
+    losses.append(out)
+  assert abs(losses[0] - losses[1]) > 1e-3
 
 
 def test_weak_views_repeat_once_per_strong_view():
@@ -87,8 +143,8 @@ def test_weak_views_repeat_once_per_strong_view():
   # original's forward pass does; without the repeat the loss differs.
   model, batch, stats, params = _model(), _batch(2, seed=3), _stats(), _params()
   out = float(fixmatch.loss(model, batch, stats, params).loss)
-  with_repeat, _, _ = _expected(model, batch, stats, params)
-  without, _, _ = _expected(model, batch, stats, params, repeat_weak=False)
+  with_repeat = _expected(model, batch, stats, params)[0]
+  without = _expected(model, batch, stats, params, repeat_weak=False)[0]
   assert out == pytest.approx(with_repeat, rel=1e-5)
   assert abs(with_repeat - without) > 1e-4 * abs(with_repeat)
 
@@ -100,11 +156,11 @@ def test_reweight_labeled_weights_each_row_by_its_class():
       'loss.xe'])
   out = fixmatch.loss(model, batch, stats, params)
   logits = model(tf.concat([batch['x_l'], batch['x_w'][:, 0],
-                            batch['x_s'][:, 0]], 0), training=True)[:4]
-  per_row = tf.keras.losses.sparse_categorical_crossentropy(
-      batch['y_l'], logits, from_logits=True).numpy()
+                            batch['x_s'][:, 0]], 0), training=True)[:B]
+  per_row = -np.log(_softmax(logits.numpy()))[np.arange(B),
+                                              batch['y_l'].numpy()]
   w = 1 / (1e-6 + stats.p_data.numpy())
   w = w / w.sum() * K
-  expected = (per_row * w[batch['y_l'].numpy()]).sum() / 4
+  expected = (per_row * w[batch['y_l'].numpy()]).sum() / B
   assert float(out.metrics['loss.xe']) == pytest.approx(expected, rel=1e-5)
   assert abs(expected - xe_plain) > 1e-3

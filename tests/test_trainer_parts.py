@@ -1,5 +1,6 @@
 """The trainer's parts by numbers: EMA, optimizer, evaluation, checkpoints."""
 import glob
+import math
 
 import keras
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 from crest import checkpoints as checkpoints_lib
 from crest import ema as ema_lib
 from crest import evaluation
+from crest import metrics
 from crest import optimization
 from crest.config import Config
 from crest.errors import UserError
@@ -42,21 +44,111 @@ def test_ema_moves_trainables_and_copies_statistics():
     np.testing.assert_array_equal(e.numpy(), m.numpy())
 
 
-def test_optimizer_applies_the_schedule_with_nesterov_momentum():
+def _schedule(step, cfg):
+  """The learning-rate schedules restated (reference, "Schedules"): the step
+  wraps modulo S = num_epoch * num_batch; 'epoch' floors it to epochs."""
+  total = cfg.num_epoch * cfg.num_batch
+  s = step % total
+  if cfg.sched_freq == 'epoch':
+    s = s // cfg.num_batch * cfg.num_batch
+  f, lo = s / total, cfg.sched_min_rate
+  rate = {
+      'const': 1.0,
+      'linear': lo + (1 - lo) * min(1.0, max(0.0, 1 - f)),
+      'cos': lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * f)),
+      'halfcos': math.cos(math.pi * f * cfg.sched_level / 16),
+      'step': cfg.sched_gamma ** (s // (cfg.sched_step_size * (
+          cfg.num_batch if cfg.sched_freq == 'epoch' else 1))),
+  }[cfg.sched_type]
+  return cfg.learning_rate * rate
+
+
+@pytest.mark.parametrize('kw', [
+    dict(sched_type='halfcos', sched_level=7),
+    dict(sched_type='cos', sched_min_rate=0.25),
+    dict(sched_type='linear', sched_min_rate=0.1),
+    dict(sched_type='step', sched_freq='epoch', sched_gamma=0.5),
+    dict(sched_type='const'),
+])
+def test_each_step_applies_the_scheduled_learning_rate(kw):
+  """Plain SGD (momentum 0) from w = 0 with gradient 1: the update of step s
+  is -lr_s, over one wrap of the 3 x 3 steps."""
+  cfg = Config(model_dir='x', num_epoch=3, num_batch=3, learning_rate=0.1,
+               momentum=0.0, **kw)
+  opt = optimization.make_optimizer(cfg)
+  w = keras.Variable(np.zeros(1, np.float32))
+  opt.build([w])
+  applied = []
+  for step in range(11):
+    w.assign([0.0])
+    opt.apply_gradients([(tf.constant([1.0]), w)])
+    applied.append(-float(w.numpy()[0]))
+    assert optimization.applied_learning_rate(opt) == pytest.approx(
+        applied[-1], rel=1e-6)
+  expected = [_schedule(s, cfg) for s in range(11)]
+  np.testing.assert_allclose(applied, expected, rtol=1e-6)
+  if kw['sched_type'] != 'const':  # The schedule really changes the rate.
+    assert min(expected) < 0.8 * max(expected)
+
+
+def test_sgd_nesterov_update_matches_numpy():
+  """Keras SGD with Nesterov momentum, restated: v <- m v - lr_s g;
+  w <- w + m v - lr_s g, on a changing learning rate and gradients."""
   cfg = Config(model_dir='x', num_epoch=2, num_batch=4, sched_type='linear',
                learning_rate=0.1, momentum=0.9)
   opt = optimization.make_optimizer(cfg)
-  w = keras.Variable(np.zeros(2, np.float32))
+  w = keras.Variable(np.array([0.5, -1.0, 2.0], np.float32))
   opt.build([w])
-  g = np.array([1.0, -2.0], np.float32)
-  opt.apply_gradients([(tf.constant(g), w)])
-  # First Nesterov step from zero velocity: w -= lr * g * (1 + momentum).
-  np.testing.assert_allclose(w.numpy(), -0.1 * g * 1.9, rtol=1e-6)
-  assert optimization.applied_learning_rate(opt) == pytest.approx(0.1)
-  for _ in range(3):
-    opt.apply_gradients([(tf.constant(g), w)])
-  # Step 3 of 8 on the linear schedule: lr * (1 - 3/8).
-  assert optimization.applied_learning_rate(opt) == pytest.approx(0.0625)
+  rng = np.random.default_rng(0)
+  w_np, v_np, v_plain = w.numpy().astype(np.float64), 0.0, 0.0
+  w_plain = w_np.copy()
+  for step in range(6):
+    g = rng.normal(size=3)
+    opt.apply_gradients([(tf.constant(g, tf.float32), w)])
+    lr = _schedule(step, cfg)
+    v_np = 0.9 * v_np - lr * g
+    w_np = w_np + 0.9 * v_np - lr * g
+    v_plain = 0.9 * v_plain - lr * g  # Momentum without Nesterov.
+    w_plain = w_plain + v_plain
+    np.testing.assert_allclose(w.numpy(), w_np, rtol=1e-5, atol=1e-6)
+  # The check can fail: plain momentum is outside its tolerance.
+  assert np.abs(w_plain - w_np).max() > 1e-2
+  with pytest.raises(AssertionError):
+    np.testing.assert_allclose(w.numpy(), w_plain, rtol=1e-5, atol=1e-6)
+
+
+def test_classification_report_on_a_hand_made_confusion():
+  # True 0 x3, 1 x2, 2 x4; predicted 0,0,1 | 1,1 | 0,1,1,1: class 2 is
+  # never predicted.
+  labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+  pred = np.array([0, 0, 1, 1, 1, 0, 1, 1, 1])
+  logits = np.eye(3)[pred] * 2.0 + np.linspace(0, 0.1, 27).reshape(9, 3)
+  rep = metrics.classification_report(labels, logits)
+  np.testing.assert_array_equal(rep['confusion'],
+                                [[2, 1, 0], [0, 2, 0], [1, 3, 0]])
+  assert rep['accuracy'] == pytest.approx(4 / 9)
+  np.testing.assert_allclose(rep['recall'], [2 / 3, 1.0, 0.0])
+  np.testing.assert_allclose(rep['precision'], [2 / 3, 2 / 6, 0.0])
+  # Logit adjustment: logits - log(prior); a zero prior counts as 1e-12.
+  prior = np.array([0.6, 0.3, 0.1])
+  adj = metrics.logit_adjust(logits, prior)
+  np.testing.assert_allclose(adj, logits - np.log(prior), rtol=1e-12)
+  np.testing.assert_allclose(metrics.logit_adjust(logits[:1], [0.5, 0.5, 0]),
+                             [logits[0] - np.log([0.5, 0.5, 1e-12])])
+  # By hand: -log(0.6, 0.3, 0.1) = (0.51, 1.20, 2.30): class 2 gains 1.79 on
+  # class 0 and 1.10 on class 1, less than the margin of 2 (the noise adds
+  # under 0.01): no row changes its prediction.
+  rep_la = metrics.classification_report(labels, adj)
+  np.testing.assert_array_equal(rep_la['confusion'], [[2, 1, 0], [0, 2, 0],
+                                                      [1, 3, 0]])
+  flipped = metrics.classification_report(
+      labels, metrics.logit_adjust(logits, [0.98, 0.01, 0.01]))
+  # Now classes 1 and 2 gain log(0.98 / 0.01) = 4.58 > 2 on class 0: the
+  # rows predicted 0 go to 2 (its noise is larger than 1's by 0.008), the
+  # rows predicted 1 stay.
+  np.testing.assert_array_equal(flipped['confusion'],
+                                [[0, 1, 2], [0, 2, 0], [0, 3, 1]])
+  np.testing.assert_allclose(flipped['recall'], [0.0, 1.0, 0.25])
 
 
 def test_test_metrics_plain_and_logit_adjusted():
