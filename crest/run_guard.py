@@ -166,4 +166,5 @@ def train_per_class(data: SSLData) -> list:
                          np.asarray(data.unlabeled_positions))
   labels = np.asarray(data.train_labels)[positions].reshape(-1).astype(
       np.int64)
+  labels = labels[labels >= 0]  # Unlabeled images without a label (STL-10).
   return np.bincount(labels, minlength=int(data.num_classes)).tolist()
