@@ -1,10 +1,14 @@
-"""Scale-out on CPU: logical replicas and two local worker processes."""
+"""Scale-out on CPU: logical replicas and two local worker processes write
+the records one device writes (compared by content)."""
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ['--dataset=synthetic_tiny', '--net_arch=small', '--num_epoch=1',
@@ -34,9 +38,46 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_replicas_write_the_same_files(tmp_path):
-  """In-process (the test session already has two logical CPU devices): a
-  two-generation run on two replicas writes what a one-device run writes."""
+def _records(top):
+  """Every generation's record and labeled-set / picks arrays under `top`."""
+  out = {}
+  for d, _, fs in sorted(os.walk(top)):
+    gen = os.path.basename(d)
+    if 'generation.json' not in fs:
+      continue
+    with open(os.path.join(d, 'generation.json')) as f:
+      out[gen] = json.load(f)
+    for name in ('labeled_set.npz', 'picks.npz'):
+      with np.load(os.path.join(d, name)) as f:
+        out[f'{gen}/{name}'] = {k: f[k].tolist() for k in f.files}
+  return out
+
+
+def _assert_same_records(a, b, rel):
+  """Arrays and counts equal, floats within `rel` (sums in another order)."""
+  assert set(a) == set(b) and len(a) == 6  # 2 generations x 3 files.
+  for key in a:
+    if key.endswith('.npz'):
+      assert a[key] == b[key], key
+      continue
+    assert set(a[key]) == set(b[key]), key
+    for field, value in a[key].items():
+      if field in ('statistics', 'history'):
+        for k, v in value.items():
+          assert b[key][field][k] == pytest.approx(v, rel=rel, abs=1e-6), (
+              key, field, k)
+      elif isinstance(value, float) or (isinstance(value, list) and value and
+                                        isinstance(value[0], float)):
+        assert b[key][field] == pytest.approx(value, rel=rel, abs=1e-6), (
+            key, field)
+      else:
+        assert b[key][field] == value, (key, field)
+
+
+@pytest.fixture(scope='module')
+def replica_runs(tmp_path_factory):
+  """In process (the test session has two logical CPU devices): the same
+  two-generation run on one device and on two replicas; their records."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from crest import generations  # pylint: disable=g-import-not-at-top
   from crest.config import Config  # pylint: disable=g-import-not-at-top
@@ -44,20 +85,40 @@ def test_two_replicas_write_the_same_files(tmp_path):
   from data.base import DataArgs  # pylint: disable=g-import-not-at-top
   data = registry.load(DataArgs(dataset='synthetic_tiny', class_im_ratio=0.1,
                                 percent_labeled=0.3))
-  found = []
+  top = tmp_path_factory.mktemp('replicas')
+  out = {}
   for name, devices in (('one', ['/cpu:0']), ('two', ['/cpu:0', '/cpu:1'])):
     cfg = Config(dataset='synthetic_tiny', net_arch='small', num_epoch=1,
                  num_batch=3, num_generation=2, batch_size=8, unlab_ratio=1,
                  percent_labeled=0.3, progress=False, eval_batch_size=64,
                  bn_sync=True, seed=2, threshold=0.5,
-                 model_dir=str(tmp_path / name))
+                 model_dir=str(top / name))
     strategy = tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    records = generations.run(cfg, strategy, data)
-    assert len(records) == 2
-    found.append(_files(tmp_path / name))
-  assert any(f.endswith('gen_01/generation.json') for f in found[0])
-  assert found[0] == found[1]
+    assert len(generations.run(cfg, strategy, data)) == 2
+    out[name] = (_files(top / name), _records(top / name))
+  return out
+
+
+def test_two_replicas_write_the_same_records(replica_runs):
+  """Two replicas write what one device writes: the same files, labeled sets,
+  picks and counts, and the same accuracies and losses up to float sums in
+  another order."""
+  (files1, rec1), (files2, rec2) = replica_runs['one'], replica_runs['two']
+  assert any(f.endswith('gen_01/generation.json') for f in files1)
+  assert files1 == files2
+  _assert_same_records(rec1, rec2, rel=1e-3)
+  assert rec1['gen_01']['num_pseudo_labeled'] > 0
+  # The comparison can fail: a loss 1% off, or one pick less, is seen.
+  changed = json.loads(json.dumps(rec2))
+  changed['gen_00']['history']['loss.train'] *= 1.01
+  with pytest.raises(AssertionError):
+    _assert_same_records(rec1, changed, rel=1e-3)
+  changed = json.loads(json.dumps(rec2))
+  changed['gen_00/picks.npz']['positions'] = changed['gen_00/picks.npz'][
+      'positions'][1:]
+  with pytest.raises(AssertionError):
+    _assert_same_records(rec1, changed, rel=1e-3)
 
 
 def test_odd_batch_fails_on_two_replicas(tmp_path):
@@ -68,7 +129,7 @@ def test_odd_batch_fails_on_two_replicas(tmp_path):
   assert not os.listdir(tmp_path)
 
 
-def test_two_local_workers(tmp_path):
+def test_two_local_workers(tmp_path, replica_runs):
   ports = [_free_port(), _free_port()]
   cluster = {'worker': [f'localhost:{p}' for p in ports]}
   procs = []
@@ -92,3 +153,6 @@ def test_two_local_workers(tmp_path):
                         r'sha1 (\w+)', out) for out in outs]
   assert len(digests[0]) == 2 and digests[0] == digests[1]
   assert int(digests[0][1][1]) > int(digests[0][0][1])  # Picks were added.
+  # And the chief wrote what two replicas in one process write.
+  _assert_same_records(replica_runs['two'][1], _records(tmp_path / 'worker0'),
+                       rel=1e-3)
