@@ -1,6 +1,14 @@
-"""A training step on two logical CPU devices equals the one-device step."""
-import os
+"""A training step on two logical CPU devices (or under XLA) equals the
+plain one-device step, and each comparison can fail.
 
+States are compared by their updates (after the step minus before; both
+sides start from the same state): each group (weights, batch-norm
+statistics, EMA, the newest p_model row, p_data) agrees within 1% of its
+largest update, and each such test also shows that the same step with a 3%
+error in any one group's update is rejected at that tolerance. Measured
+(largest difference / largest update): 1 vs 2 replicas 0.4%, XLA 0.3% on one
+device and 0.006% on two; the WRN on 2 replicas 1.2% (its own tolerance).
+"""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +24,8 @@ def _setup(tmp_path, devices, **kw):
   base = dict(method='fixmatch', dataset='synthetic_tiny', net_arch='small',
               num_epoch=1, num_batch=4, batch_size=8, unlab_ratio=2,
               percent_labeled=0.3, model_dir=str(tmp_path), bn_sync=True,
-              do_distalign=True, threshold=0.3, progress=False, seed=5)
+              do_distalign=True, threshold=0.3, progress=False, seed=5,
+              ema_decay=0.5)  # The EMA moves by half the update.
   base.update(kw)
   cfg = Config(**base)
   data = data_registry.load(DataArgs(dataset=cfg.dataset,
@@ -54,19 +63,60 @@ def _state(trainer):
 def _one_step_each(a, it_a, b, it_b, rel):
   """One training step on each trainer; their losses agree within `rel`.
 
-  Returns: the two trainers' states after the step.
+  Returns: the state before (both trainers start equal) and the two
+  trainers' states after the step.
   """
+  before = _state(a)
   loss_a = float(a.train_steps(it_a, tf.constant(1)))
   loss_b = float(b.train_steps(it_b, tf.constant(1)))
   assert np.isfinite(loss_a)
   assert loss_b == pytest.approx(loss_a, rel=rel, abs=1e-6)
-  return _state(a), _state(b)
+  return before, _state(a), _state(b)
 
 
-def _assert_weights_close(s1, s2, atol):
-  for key in ('weights', 'bn', 'ema'):
-    for a, b in zip(s1[key], s2[key]):
-      np.testing.assert_allclose(a, b, rtol=1e-3, atol=atol, err_msg=key)
+def _updates(before, after):
+  """The step's update of each compared group, a flat float64 array each
+  (p_model: its newest row; the older rows shift by one)."""
+  flat = lambda xs: np.concatenate([np.ravel(x) for x in xs]).astype(
+      np.float64)
+  out = {k: flat(after[k]) - flat(before[k]) for k in ('weights', 'bn', 'ema')}
+  out['p_model'] = (after['p_model'][0][-1].astype(np.float64) -
+                    before['p_model'][0][-1])
+  out['p_data'] = after['p_data'][0].astype(np.float64) - before['p_data'][0]
+  return out
+
+
+def _assert_steps_agree(before, s1, s2, rel):
+  """Each group's update in `s2` is `s1`'s within `rel` of `s1`'s largest."""
+  d1, d2 = _updates(before, s1), _updates(before, s2)
+  for key, u in d1.items():
+    scale = np.abs(u).max()
+    assert scale > 1e-6, f'{key}: the step did not change it'
+    err = np.abs(d2[key] - u).max()
+    assert err <= rel * scale, (
+        f'{key}: updates differ by {err:.3g} = {err / scale:.3g} of the '
+        f'largest ({scale:.3g}); tolerance {rel}')
+
+
+def _with_larger_update(before, state, key, factor):
+  """`state` with group `key`'s update multiplied by `factor`."""
+  grow = lambda x, x0: x0 + factor * (x - x0)
+  changed = dict(state)
+  if key == 'p_model':
+    changed[key] = [np.concatenate([h[:-1], grow(h[-1:], h0[-1:])])
+                    for h, h0 in zip(state[key], before[key])]
+  else:
+    changed[key] = [grow(x, x0) for x, x0 in zip(state[key], before[key])]
+  return changed
+
+
+def _assert_a_small_change_is_seen(before, s1, s2, rel, factor=1.03):
+  """The same comparison rejects `s2` with any one group's update `factor`
+  times larger (a learning rate, EMA decay or momentum slightly off)."""
+  for key in ('weights', 'bn', 'ema', 'p_model', 'p_data'):
+    with pytest.raises(AssertionError, match=key):
+      _assert_steps_agree(before, s1,
+                          _with_larger_update(before, s2, key, factor), rel)
 
 
 @pytest.mark.parametrize('kw', [{}, {'unsup_loss_divisor': 'quality',
@@ -78,15 +128,13 @@ def test_two_replicas_reproduce_one_device(tmp_path, kw):
   for a, b in zip(one.model.trainable_variables,
                   two.model.trainable_variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # Same init.
-  s1, s2 = _one_step_each(one, it1, two, it2, rel=1e-5)
-  # Float sums in another order: agreement to ~1e-5 after a step.
-  _assert_weights_close(s1, s2, atol=5e-5)
-  # Running distributions: identical on both replicas, equal to one device.
+  before, s1, s2 = _one_step_each(one, it1, two, it2, rel=1e-5)
+  # Float sums in another order: the updates agree to 0.4% (measured).
+  _assert_steps_agree(before, s1, s2, rel=0.01)
+  _assert_a_small_change_is_seen(before, s1, s2, rel=0.01)
+  # Running distributions: identical on both replicas.
   for key in ('p_model', 'p_data'):
     np.testing.assert_array_equal(s2[key][0], s2[key][1])
-    np.testing.assert_allclose(s2[key][0], s1[key][0], rtol=1e-5, atol=1e-6)
-  # The step changed them (the test is not vacuous).
-  assert not np.allclose(s1['p_data'][0], 0.1)
   for k, v in one.sums.items():
     assert float(v.numpy()) == pytest.approx(float(two.sums[k].numpy()),
                                              rel=1e-4, abs=1e-6), k
@@ -100,16 +148,15 @@ def test_wrn_two_replicas_reproduce_one_device(tmp_path):
   """The WRN's block layers (closed-form batch-norm gradients through the
   synchronised statistics, recomputation in the first group) on 2 replicas
   equal 1 device after a step. The deeper network spreads the float
-  reordering further: up to ~7e-5 on the stem kernel, as with the earlier
-  layer-per-batch-norm implementation (identical differences)."""
+  reordering further: the weight updates agree to 1.2% of the largest
+  (measured; 2e-4 of 0.017), so the tolerance is 2.5% and the change shown
+  to be seen 5%."""
   kw = dict(net_arch='WRN28', net_width=1)
   one, it1 = _setup(tmp_path / 'one', ['/cpu:0'], **kw)
   two, it2 = _setup(tmp_path / 'two', ['/cpu:0', '/cpu:1'], **kw)
-  before = [v.numpy() for v in one.model.trainable_variables]
-  s1, s2 = _one_step_each(one, it1, two, it2, rel=1e-5)
-  _assert_weights_close(s1, s2, atol=2e-4)
-  moved = max(np.abs(a - b).max() for a, b in zip(s1['weights'], before))
-  assert moved > 1e-3  # The step changed the weights.
+  before, s1, s2 = _one_step_each(one, it1, two, it2, rel=1e-5)
+  _assert_steps_agree(before, s1, s2, rel=0.025)
+  _assert_a_small_change_is_seen(before, s1, s2, rel=0.025, factor=1.05)
 
 
 @pytest.mark.parametrize('devices,kw', [
@@ -124,12 +171,15 @@ def test_xla_step_equals_plain_step(tmp_path, devices, kw):
   images = plain.data.test_images[:10]
   for a, b in zip(plain.logits(images), xla.logits(images)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  s1, s2 = _one_step_each(plain, it1, xla, it2, rel=1e-4)
-  # After the update: kernels fuse and sum in another order (~1e-5), and at
-  # initialisation near-tied logits can flip a hard pseudo-label.
-  _assert_weights_close(s1, s2, atol=5e-4)
-  for key in ('p_model', 'p_data'):
-    np.testing.assert_allclose(s2[key][0], s1[key][0], rtol=1e-4, atol=1e-5)
+  # Logits 0.1% larger would be outside that tolerance.
+  raw, _ = xla.logits(images)
+  with pytest.raises(AssertionError):
+    np.testing.assert_allclose(raw * 1.001, plain.logits(images)[0],
+                               rtol=1e-4, atol=1e-5)
+  before, s1, s2 = _one_step_each(plain, it1, xla, it2, rel=1e-4)
+  # Kernels fuse and sum in another order: the updates agree to 0.3%.
+  _assert_steps_agree(before, s1, s2, rel=0.01)
+  _assert_a_small_change_is_seen(before, s1, s2, rel=0.01)
 
 
 def test_evaluation_on_two_replicas_equals_one_device(tmp_path):

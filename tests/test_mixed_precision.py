@@ -1,4 +1,12 @@
-"""Mixed precision: a step stays finite and close to the float32 step."""
+"""Mixed precision: a step stays finite and close to the float32 step.
+
+Compared: the first step's loss and its p_model update (the newest history
+row; the other 127 rows are the uniform start and say nothing). Measured
+against float32: loss 1.2e-4 (bfloat16) and 6e-6 (float16) relative, the
+row's update within 0.13% / 0.014% of its largest entry (0.10). The
+tolerances (loss 2e-3, row 1%) reject a loss 1% off or a row update 3% off,
+which each test shows.
+"""
 import keras
 import numpy as np
 import pytest
@@ -52,6 +60,20 @@ def test_mixed_precision_step_is_close_to_float32(tmp_path, data, reference,
   ref, ref_pm = reference
   loss, pm = _first_loss(tmp_path, data, precision)
   assert np.isfinite(loss)
-  assert loss == pytest.approx(ref, rel=0.05)
+  assert loss != ref  # It did compute in lower precision.
   assert pm.dtype == np.float32
-  np.testing.assert_allclose(pm, ref_pm, atol=0.02)
+  uniform = 1 / pm.shape[1]
+  np.testing.assert_array_equal(pm[:-1], np.float32(uniform))  # One new row.
+
+  def agree(loss, row):
+    assert loss == pytest.approx(ref, rel=2e-3)
+    update, ref_update = row - uniform, ref_pm[-1] - uniform
+    scale = np.abs(ref_update).max()
+    assert scale > 0.01  # The step moved p_model: the check means something.
+    assert np.abs(update - ref_update).max() <= 0.01 * scale
+
+  agree(loss, pm[-1])
+  with pytest.raises(AssertionError):
+    agree(loss * 1.01, pm[-1])
+  with pytest.raises(AssertionError):
+    agree(loss, uniform + 1.03 * (pm[-1] - uniform))
