@@ -41,7 +41,8 @@ from crest import method_api
 from crest import mixup
 from crest import pseudo_labels
 from crest.errors import ConfigError
-from crest.method_api import LossOutput, LossParams, Stats, views_first
+from crest.method_api import Exchange, LossOutput, LossParams, Stats
+from crest.method_api import views_first
 
 LABEL = 'MixMatch'
 CREST_LABEL = 'MixMatch + {crest}'
@@ -55,7 +56,8 @@ DEFAULTS = {
     'unsup_loss_type': 'mse',
     'weight_unsup': 75.0,
 }
-# MixUp gathers the global batch in the loss (see above).
+# MixUp gathers the global batch in the loss (see above); STAGES (below)
+# splits the loss around the gather.
 GATHERS_ACROSS_REPLICAS = True
 
 
@@ -121,37 +123,34 @@ def pool_permutation_and_lambda(size: Union[int, tf.Tensor], beta: float,
   return perm, lam
 
 
-def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
-         params: LossParams) -> LossOutput:
-  """MixMatch loss on one replica's batch (see the module docstring).
-
-  Args:
-    model: maps float32 [N, H, W, C] to logits [N, K].
-    batch: 'x_l' [b, H, W, C], 'y_l' int [b], 'x_w' [u, V, H, W, C] (V >= 1
-      weak views), 'x_s' [u, 0, H, W, C] (unused), 'y_u' int [u] (true
-      labels, monitoring only).
-    stats: running distributions, this generation's temperature and this
-      step's seed.
-    params: loss settings; batch sizes are global.
-
-  Returns:
-    LossOutput (loss scaled by the global batch sizes). 'acc.train' is the
-    accuracy on the mixed labeled inputs against their own labels (their own
-    label carries weight lambda' >= 0.5).
-  """
-  ctx = tf.distribute.get_replica_context()
-  num_replicas = ctx.num_replicas_in_sync
-  k = params.num_classes
-  xl, yl = batch['x_l'], batch['y_l']
-  xw = batch['x_w']
-  num_views = xw.shape[1]
-  if num_views is None:
+def _views(xw: tf.Tensor) -> int:
+  if xw.shape[1] is None:
     raise ValueError('mixmatch needs a static number of views; x_w has '
                      f'shape {xw.shape}.')
-  b = xl.shape[0] if xl.shape[0] is not None else tf.shape(xl)[0]
-  u = xw.shape[0] if xw.shape[0] is not None else tf.shape(xw)[0]
+  return int(xw.shape[1])
 
-  # Label guessing from the K weak views (training mode, no gradient).
+
+def _size(x: tf.Tensor):
+  return x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+
+
+def guess(model, batch: Dict[str, tf.Tensor], stats: Stats,
+          params: LossParams) -> Exchange:
+  """The first piece: label guessing from the V weak views (training mode,
+  no gradient), and what the global pool needs from this replica.
+
+  Args: as `loss`.
+
+  Returns:
+    Exchange: keep 'probs_w' [V u, K] (softmax of the weak views), 'avg'
+    [u, K] (their mean per example), 'mask' [u]; gather 'x_l' [b, H, W, C],
+    'y_l' [b, K] (one-hot), 'x_w' [u, V, H, W, C], 'target' [u, K]; total
+    'mask_sum' [] (the mask summed over the V u unlabeled rows, for the
+    `quality` divisor).
+  """
+  k = params.num_classes
+  xw = batch['x_w']
+  num_views = _views(xw)
   logits_w = tf.cast(model(views_first(xw), training=True), tf.float32)
   probs_w = tf.stop_gradient(tf.nn.softmax(logits_w))  # [V * u, K]
   avg = mixup.average_views(tf.reshape(probs_w, [num_views, -1, k]))
@@ -160,17 +159,46 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
       gt_p_data=stats.gt_p_data, do_distalign=params.do_distalign,
       how_dalign=params.how_dalign, dalign_t=stats.dalign_t,
       threshold=params.threshold, temperature=params.temperature)
+  yl_hot = tf.one_hot(tf.cast(batch['y_l'], tf.int32), k, dtype=tf.float32)
+  return Exchange(
+      keep={'probs_w': probs_w, 'avg': avg, 'mask': mask},
+      gather={'x_l': tf.cast(batch['x_l'], tf.float32), 'y_l': yl_hot,
+              'x_w': tf.cast(xw, tf.float32),
+              'target': tf.stop_gradient(target)},
+      total={'mask_sum': tf.reduce_sum(tf.tile(mask, [num_views]))})
+
+
+def draw(shared: Exchange, stats: Stats, params: LossParams) -> Exchange:
+  """Between the pieces (XLA has no stateless shuffle or gamma): the pool's
+  partner permutation 'perm' int32 [P] and 'lam' float32 [P] (P rows of the
+  global pool), added to `shared.keep`."""
+  g = shared.gather
+  shape = tf.shape(g['x_w'])  # Gathered shapes may not be static.
+  size = tf.shape(g['x_l'])[0] + shape[0] * shape[1]
+  perm, lam = pool_permutation_and_lambda(size, params.mixup_beta, stats.seed)
+  return shared._replace(keep=dict(shared.keep, perm=perm, lam=lam))
+
+
+def mixed_loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
+               params: LossParams, shared: Exchange) -> LossOutput:
+  """The second piece: MixUp over the global pool (`shared`, gathered from
+  every replica), one forward pass over this replica's mixed rows, the loss.
+
+  Args: as `loss`, plus `guess`'s Exchange after `method_api.exchange` and
+    `draw`.
+  """
+  ctx = tf.distribute.get_replica_context()
+  num_replicas = ctx.num_replicas_in_sync
+  yl = batch['y_l']
+  num_views = _views(batch['x_w'])
+  b, u = _size(batch['x_l']), _size(batch['x_w'])
+  mask = shared.keep['mask']
+  g = shared.gather
 
   # The global pool, in the order one device would see it.
-  yl_hot = tf.one_hot(tf.cast(yl, tf.int32), k, dtype=tf.float32)
-  gx_l = ctx.all_gather(tf.cast(xl, tf.float32), axis=0)     # [R b, H, W, C]
-  gy_l = ctx.all_gather(yl_hot, axis=0)                      # [R b, K]
-  gx_w = ctx.all_gather(tf.cast(xw, tf.float32), axis=0)     # [R u, V, ...]
-  g_target = ctx.all_gather(target, axis=0)                  # [R u, K]
-  pool_x = tf.concat([gx_l, views_first(gx_w)], 0)
-  pool_y = tf.concat([gy_l, tf.tile(g_target, [num_views, 1])], 0)
-  size = num_replicas * (b + num_views * u)
-  perm, lam = pool_permutation_and_lambda(size, params.mixup_beta, stats.seed)
+  pool_x = tf.concat([g['x_l'], views_first(g['x_w'])], 0)
+  pool_y = tf.concat([g['y_l'], tf.tile(g['target'], [num_views, 1])], 0)
+  perm, lam = shared.keep['perm'], shared.keep['lam']
   rows = own_rows(ctx.replica_id_in_sync_group, b, u, num_views, num_replicas)
   # Every replica mixes the (small) global pool identically and keeps its rows.
   mixed_x, mixed_y = mixup.mixup(pool_x, pool_y, perm, lam)
@@ -189,9 +217,37 @@ def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
 
   # Each mixed row carries its own example's mask.
   loss_xeu = method_api.masked_unsupervised_loss(
-      y_mix_u, logits_u, tf.tile(mask, [num_views]), params, num_views)
+      y_mix_u, logits_u, tf.tile(mask, [num_views]), params, num_views,
+      mask_sum=shared.total.get('mask_sum'))
 
   return method_api.finish(
       params, loss_xe=loss_xe, loss_xeu=loss_xeu, labeled_scores=logits_l,
-      labels=yl, unlabeled_scores=avg, unlabeled_labels=batch['y_u'],
-      mask=mask, weak_probs=probs_w)
+      labels=yl, unlabeled_scores=shared.keep['avg'],
+      unlabeled_labels=batch['y_u'], mask=mask,
+      weak_probs=shared.keep['probs_w'])
+
+
+# The loss in two pieces around the gather (compiled each with --jit_compile).
+STAGES = (guess, draw, mixed_loss)
+
+
+def loss(model, batch: Dict[str, tf.Tensor], stats: Stats,
+         params: LossParams) -> LossOutput:
+  """MixMatch loss on one replica's batch (see the module docstring):
+  `guess`, the exchange across replicas, `draw`, `mixed_loss`.
+
+  Args:
+    model: maps float32 [N, H, W, C] to logits [N, K].
+    batch: 'x_l' [b, H, W, C], 'y_l' int [b], 'x_w' [u, V, H, W, C] (V >= 1
+      weak views), 'x_s' [u, 0, H, W, C] (unused), 'y_u' int [u] (true
+      labels, monitoring only).
+    stats: running distributions, this generation's temperature and this
+      step's seed.
+    params: loss settings; batch sizes are global.
+
+  Returns:
+    LossOutput (loss scaled by the global batch sizes). 'acc.train' is the
+    accuracy on the mixed labeled inputs against their own labels (their own
+    label carries weight lambda' >= 0.5).
+  """
+  return method_api.run_stages(STAGES, model, batch, stats, params)

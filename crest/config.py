@@ -211,6 +211,7 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   from crest import models
   from crest import optimization
   from crest import selection
+  from crest import xla_step
   from data import registry as data_registry
   # pylint: enable=g-import-not-at-top
 
@@ -240,14 +241,8 @@ def validate(cfg: Config, num_replicas: Optional[int] = None) -> Config:
   _check(cfg.cpu_replicas >= 0, '--cpu_replicas must be >= 0.')
   _check(bool(cfg.model_dir), '--model_dir is required: the directory where '
          'checkpoints, summaries and records are written.')
-  if cfg.jit_compile:
-    _check(not cfg.bn_sync, '--jit_compile cannot be combined with --bn_sync: '
-           'synchronised batch norm reduces across replicas inside the '
-           'compiled step, which XLA cannot compile per replica. Drop one.')
-    _check(not method.gathers_across_replicas,
-           f'--jit_compile does not support --method={cfg.method}: its loss '
-           'gathers the batch across replicas (global MixUp), which XLA '
-           'cannot compile per replica. Drop --jit_compile.')
+  # What XLA can compile depends on the replicas (known on the second call).
+  xla_step.check(cfg, num_replicas, method)
   if num_replicas is not None:
     for name, size in (('batch_size', cfg.batch_size),
                        ('batch_size * unlab_ratio', cfg.unlabeled_batch_size)):

@@ -9,10 +9,19 @@ declares (see `crest.methods` for the registry):
   DEFAULTS: dict               flag defaults it applies to flags the user
                                did not set;
   GATHERS_ACROSS_REPLICAS: bool  its loss communicates across replicas
-                               (then it cannot be XLA-compiled per replica);
+                               (then, on several replicas, --jit_compile
+                               needs STAGES);
   check(cfg) -> None           raises `crest.errors.ConfigError` on settings
                                it cannot run with;
-  loss(model, batch, stats, params) -> LossOutput.
+  loss(model, batch, stats, params) -> LossOutput;
+  STAGES (optional)            (first, between, second): the loss in two
+                               pieces that communicate only through an
+                               `Exchange`: `loss = second(..., between(
+                               exchange(first(...)), ...))` (`run_stages`).
+                               With --jit_compile `first` and `second` are
+                               compiled; the exchange and `between` (what XLA
+                               lacks, e.g. random shuffles) run uncompiled.
+                               `first` carries no gradient.
 
 Everything here is pure: tensors and the frozen `LossParams` in, tensors
 out; no flags, no config.
@@ -76,6 +85,57 @@ class LossOutput(NamedTuple):
   loss: tf.Tensor
   weak_probs_mean: tf.Tensor
   metrics: Dict[str, tf.Tensor]
+
+
+class Exchange(NamedTuple):
+  """What the first piece of a two-piece loss hands the second.
+
+  Attributes:
+    keep: name -> this replica's tensors, handed on as they are.
+    gather: name -> [n, ...] tensors; after `exchange`, [R n, ...], every
+      replica's rows in replica order (the order one device would see).
+    total: name -> tensors; after `exchange`, summed over the replicas.
+  """
+  keep: Dict[str, tf.Tensor]
+  gather: Dict[str, tf.Tensor]
+  total: Dict[str, tf.Tensor]
+
+
+def _replicas() -> int:
+  ctx = tf.distribute.get_replica_context()
+  return 1 if ctx is None else int(ctx.num_replicas_in_sync)
+
+
+def replica_sum(value: tf.Tensor) -> tf.Tensor:
+  """`value` summed over the replicas (replica context); on one replica
+  `value` itself, with no synchronisation point (which an XLA-compiled
+  replica function cannot hold)."""
+  if _replicas() == 1:
+    return value
+  return tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, value)
+
+
+def exchange(shared: Exchange) -> Exchange:
+  """Gathers and sums `shared` across the replicas (replica context; the
+  identity on one replica). Outside any compiled piece with --jit_compile."""
+  if _replicas() == 1:
+    return shared
+  ctx = tf.distribute.get_replica_context()
+  gathered = {k: ctx.all_gather(v, axis=0) for k, v in shared.gather.items()}
+  total = (ctx.all_reduce(tf.distribute.ReduceOp.SUM, shared.total)
+           if shared.total else {})
+  return Exchange(keep=shared.keep, gather=gathered, total=total)
+
+
+def run_stages(stages, model, batch: Dict[str, tf.Tensor], stats: Stats,
+               params: LossParams) -> LossOutput:
+  """A two-piece loss in one go: `second(..., between(exchange(first(...)),
+  stats, params))`."""
+  first, between, second = stages
+  shared = between(exchange(first(model, batch, stats, params)), stats,
+                   params)
+  return second(model, batch, stats, params, shared)
 
 
 def check_loss_settings(cfg) -> None:
@@ -145,7 +205,9 @@ def labeled_loss(xe: tf.Tensor, labels: tf.Tensor, stats: Stats,
 
 def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
                              mask: tf.Tensor, params: LossParams,
-                             num_views: int) -> tf.Tensor:
+                             num_views: int,
+                             mask_sum: Optional[tf.Tensor] = None
+                             ) -> tf.Tensor:
   """This replica's share of the masked unsupervised loss (replica context).
 
   Sums `unsupervised_loss * mask` over the replica's rows and divides by the
@@ -158,15 +220,17 @@ def masked_unsupervised_loss(targets: tf.Tensor, logits: tf.Tensor,
     targets: float32 [R, K]; logits: float32 [R, K]; mask: float32 [R].
     params: the loss settings.
     num_views: unlabeled rows per unlabeled example.
+    mask_sum: float32 [], `mask` summed over all replicas when the caller
+      has it (`quality`; default: all-reduced here).
 
   Returns: float32 scalar.
   """
   per_row = losses.unsupervised_loss(targets, logits,
                                      params.unsup_loss_type) * mask
-  mask_sum = None
-  if params.unsup_loss_divisor == 'quality':
-    mask_sum = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, tf.reduce_sum(mask))
+  if params.unsup_loss_divisor != 'quality':
+    mask_sum = None
+  elif mask_sum is None:
+    mask_sum = replica_sum(tf.reduce_sum(mask))
   divisor = losses.masked_unsup_divisor(
       mask, params.global_unlabeled_batch_size * num_views,
       params.unsup_loss_divisor, mask_sum)

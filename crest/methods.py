@@ -1,7 +1,8 @@
 """Registry of SSL methods: name -> the module that declares it.
 
 A method module declares what `crest.method_api` lists (LABEL,
-CREST_LABEL, DEFAULTS, GATHERS_ACROSS_REPLICAS, check, loss); a new method
+CREST_LABEL, DEFAULTS, GATHERS_ACROSS_REPLICAS, check, loss, optional
+STAGES); a new method
 is that module plus one line in `_MODULES` (or a `register` call). Modules
 are imported when first asked for, so reading the registry stays cheap.
 """
@@ -12,7 +13,7 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from crest.errors import ConfigError
 
@@ -30,6 +31,9 @@ class Method:
   defaults: Mapping[str, Any]
   gathers_across_replicas: bool
   check: Callable[[Any], None]
+  # (first, second): the loss in two pieces around its exchange across
+  # replicas (`crest.method_api.run_stages`), or None.
+  stages: Optional[Tuple[Callable[..., Any], Callable[..., Any]]] = None
 
 
 def register(name: str, module: str) -> None:
@@ -62,7 +66,8 @@ def get(name: str) -> Method:
       defaults=dict(getattr(module, 'DEFAULTS', {})),
       gathers_across_replicas=bool(
           getattr(module, 'GATHERS_ACROSS_REPLICAS', False)),
-      check=getattr(module, 'check', lambda cfg: None))
+      check=getattr(module, 'check', lambda cfg: None),
+      stages=getattr(module, 'STAGES', None))
 
 
 def _labels(name: str) -> Tuple[str, str]:

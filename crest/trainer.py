@@ -20,17 +20,16 @@ from crest import ema as ema_lib
 from crest import evaluation
 from crest import input_stream
 from crest import interrupt
-from crest import losses
 from crest import method_api
 from crest import methods
 from crest import models
 from crest import optimization
 from crest import summaries
+from crest import xla_step
 from crest.checkpoints import MAX_ROLLBACKS, NonFiniteLossError
 from crest.config import Config
 from crest.progress import Progress
 from data.base import SSLData
-from networks import common as network_common
 
 TRAIN_METRICS = ('loss.train', 'loss.xe', 'loss.xeu', 'loss.wd', 'acc.train',
                  'acc.unlab', 'monitor.mask')
@@ -62,7 +61,8 @@ class GenerationTrainer:
     self.num_classes = k = data.num_classes
     self.dalign_t = 1.0 if dalign_t is None else float(dalign_t)
     self.params = method_api.params_from_config(cfg, k)
-    self.loss_fn = methods.get(cfg.method).loss
+    method = methods.get(cfg.method)
+    xla_step.check(cfg, strategy.num_replicas_in_sync, method)
     self.gt_p_data = tf.constant(np.asarray(data.gt_p_data), tf.float32)
     self.num_replicas = strategy.num_replicas_in_sync
 
@@ -97,23 +97,34 @@ class GenerationTrainer:
                                if tf.as_dtype(v.dtype).is_floating]
     self.epoch_log = summaries.EpochLog(work_dir, is_chief, cfg.num_epoch,
                                         cfg.num_batch)
-    # --jit_compile: XLA compiles each replica's forward/backward, and the
-    # evaluation forward on one device (on several, TF 2.21 places the
-    # compiled forward's variables on the wrong device); the cross-replica
-    # reductions, optimizer and EMA updates stay outside.
-    jit = (lambda fn: tf.function(fn, jit_compile=True)) if cfg.jit_compile \
-        else (lambda fn: fn)
-    self._loss_and_grads = jit(self._loss_and_grads_fn)
+    # --jit_compile: XLA compiles each replica's forward/backward (in the
+    # pieces `crest.xla_step` describes), and the evaluation forward on one
+    # device (on several, TF 2.21 places the compiled forward's variables on
+    # the wrong device); the cross-replica reductions, optimizer and EMA
+    # updates stay outside.
+    self._loss_and_grads = xla_step.ReplicaLoss(
+        cfg, method, self.params, self.model, self.optimizer,
+        self.decay_variables, self.num_replicas)
+    jit = (lambda fn: tf.function(fn, jit_compile=True)) if (
+        cfg.jit_compile and self.num_replicas == 1) else (lambda fn: fn)
     self.evaluator = evaluation.Evaluator(
         strategy, self.model, self.ema, data.train_images.shape[1],
-        cfg.eval_batch_size,
-        compile_fn=jit if self.num_replicas == 1 else (lambda fn: fn))
+        cfg.eval_batch_size, compile_fn=jit)
     # No autograph: the step code has no tensor-dependent Python control
     # flow, and converting it cost seconds of every generation's first step.
     self.train_steps = tf.function(self._train_steps_fn, autograph=False)
     self.health = tf.function(self._health_fn, autograph=False)
 
   # ---------------------------------------------------------------- steps
+  @property
+  def loss_fn(self):
+    """The method's loss as the single-piece step calls it (replaceable)."""
+    return self._loss_and_grads.loss_fn
+
+  @loss_fn.setter
+  def loss_fn(self, fn):
+    self._loss_and_grads.loss_fn = fn
+
   def _replica_step(self, batch, seed):
     cfg = self.cfg
     ctx = tf.distribute.get_replica_context()
@@ -123,7 +134,7 @@ class GenerationTrainer:
         dalign_t=tf.constant(self.dalign_t, tf.float32), seed=seed)
     variables = self.model.trainable_variables
     out, wd, total, grads, moving = self._loss_and_grads(batch, stats)
-    for v, value in zip(self._moving_variables, moving):
+    for v, value in moving:
       v.assign(value)  # Batch-norm moving statistics.
     if cfg.clip_value > 0:
       # Clip the global gradient, like one device would: reduce, clip, and
@@ -142,24 +153,6 @@ class GenerationTrainer:
         tf.distribute.ReduceOp.MEAN,
         distributions.labels_mean(batch['y_l'], self.num_classes))
     return sums, weak_mean, labels_mean
-
-  def _loss_and_grads_fn(self, batch, stats):
-    """One replica's loss and gradients (XLA-compiled with --jit_compile).
-
-    Returns: (LossOutput, weight-decay term, total loss, gradients, new
-    values of the batch-norm moving statistics, in the order of
-    `self._moving_variables`).
-    """
-    variables = self.model.trainable_variables
-    with tf.GradientTape() as tape, network_common.deferred_updates() as moving:
-      out = self.loss_fn(self.model, batch, stats, self.params)
-      wd = losses.l2_weight_decay(self.decay_variables)
-      total = out.loss + self.cfg.weight_decay * wd / self.num_replicas
-      scaled = (self.optimizer.scale_loss(total)
-                if hasattr(self.optimizer, 'scale_loss') else total)
-    self._moving_variables = [v for v, _ in moving]
-    return (out, wd, total, tape.gradient(scaled, variables),
-            [value for _, value in moving])
 
   def _cross_replica_updates(self, sums, weak_mean, labels_mean):
     """EMA and running distributions, after the optimizer step."""

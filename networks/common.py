@@ -22,6 +22,7 @@ import threading
 from typing import Callable, Iterator, List, Sequence, Tuple
 
 import keras
+import tensorflow as tf
 
 from networks.errors import NetworkError
 
@@ -59,7 +60,8 @@ _COLLECTOR = _Collector()
 
 
 @contextlib.contextmanager
-def deferred_updates() -> Iterator[List[Tuple[object, object]]]:
+def deferred_updates(initial: Sequence[Tuple[object, object]] = ()
+                     ) -> Iterator[List[Tuple[object, object]]]:
   """Batch-norm layers called inside record their moving-statistic updates.
 
   Yields a list that fills with (variable, new value) pairs, to be assigned
@@ -67,8 +69,12 @@ def deferred_updates() -> Iterator[List[Tuple[object, object]]]:
   variables inside `strategy.run` (a cross-replica synchronisation point),
   so the trainer returns the new values and assigns them outside. Per
   thread, as MirroredStrategy runs replicas in threads.
+
+  Args:
+    initial: (variable, value) pairs recorded by an earlier part of the same
+      step (a loss compiled in two pieces): the layers continue from them.
   """
-  previous, _COLLECTOR.updates = _COLLECTOR.updates, []
+  previous, _COLLECTOR.updates = _COLLECTOR.updates, list(initial)
   try:
     yield _COLLECTOR.updates
   finally:
@@ -123,6 +129,25 @@ class BatchNorm(keras.layers.BatchNormalization):
     if not kwargs.get('trainable', True):
       kwargs.setdefault('aggregation', 'mean')
     return super().add_weight(*args, **kwargs)
+
+  def _moments(self, inputs, mask):
+    """Keras' moments; synchronised ones on a single replica without the
+    all-reduce (a synchronisation point even for one replica, which an
+    XLA-compiled replica function cannot hold), by the same formula."""
+    ctx = tf.distribute.get_replica_context()
+    if (mask is not None or not self.synchronized or ctx is None or
+        ctx.num_replicas_in_sync != 1):
+      return super()._moments(inputs, mask)
+    x = tf.cast(inputs, tf.float32)
+    axes = self._reduction_axes
+    count = tf.reduce_sum(tf.ones_like(x), axis=axes, keepdims=True)
+    mean = tf.math.divide_no_nan(
+        tf.reduce_sum(x, axis=axes, keepdims=True), count)
+    squares = tf.math.divide_no_nan(
+        tf.reduce_sum(tf.square(x), axis=axes, keepdims=True), count)
+    variance = tf.maximum(squares - tf.square(mean), 0.0)
+    return (tf.cast(tf.squeeze(mean, axes), inputs.dtype),
+            tf.cast(tf.squeeze(variance, axes), inputs.dtype))
 
   def call(self, inputs, training=None, mask=None):
     """Keras' batch norm (no renorm, no mask), moving updates through

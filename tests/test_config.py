@@ -68,11 +68,8 @@ def test_readme_command_parses_and_validates():
     (dict(augment='dhq'), '--augment'),
     (dict(method='fixmatch', num_weakaug=2), '--num_weakaug'),
     (dict(dataset='npz'), '--data_file'),
-    (dict(jit_compile=True, bn_sync=True), '--bn_sync'),
     (dict(net_impl='fused'), '--net_impl'),
     (dict(net_width=0.0), '--net_width'),
-    (dict(jit_compile=True, method='mixmatch', num_strongaug=0),
-     '--method=mixmatch'),
 ])
 def test_invalid_configs_name_the_flag(changes, needle):
   cfg = Config(model_dir='/tmp/x').replace(**changes)
