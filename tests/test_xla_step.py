@@ -216,7 +216,10 @@ def test_single_replica_synchronised_moments_are_keras_formula():
   strategy = tf.distribute.MirroredStrategy(ONE)
   compiled = tf.function(lambda t: layer._moments(t, None), jit_compile=True)  # pylint: disable=protected-access
   for fn in (lambda t: layer._moments(t, None), compiled):  # pylint: disable=protected-access
-    got = strategy.run(tf.function(fn), args=(x,))
+    # As the trainer calls it: a plain replica function around the
+    # compiled one, inside a tf.function.
+    got = tf.function(lambda t, fn=fn: strategy.run(
+        lambda u: fn(u), args=(t,)))(x)  # pylint: disable=unnecessary-lambda
     for a, b in zip(got, want):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
   # Outside a strategy (one replica): the same numbers to the bit.
