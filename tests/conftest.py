@@ -39,9 +39,10 @@ def crest_plus_run(tmp_path_factory):
   once for the session (tests/test_generations.py, tests/test_train_loop.py):
   (cfg, data, strategy, records, run directory, temperatures seen by the
   loss)."""
-  import fixmatch  # pylint: disable=g-import-not-at-top
-  import learnable  # pylint: disable=g-import-not-at-top
-  from crest import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  import fixmatch
+  import learnable
+  from crest import run_dir as run_dir_lib
   top = tmp_path_factory.mktemp('crest_plus')
   cfg = learnable.config(top / 'runs', learnable.write_npz(top))
   data = learnable.load(cfg)
