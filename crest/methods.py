@@ -2,9 +2,9 @@
 
 A method module declares what `crest.method_api` lists (LABEL,
 CREST_LABEL, DEFAULTS, GATHERS_ACROSS_REPLICAS, check, loss, optional
-STAGES); a new method
-is that module plus one line in `_MODULES` (or a `register` call). Modules
-are imported when first asked for, so reading the registry stays cheap.
+STAGES); a new method is that module plus one line in `_MODULES` (or a
+`register` call). Modules are imported when first asked for, so reading the
+registry stays cheap.
 """
 from __future__ import annotations
 
