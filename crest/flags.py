@@ -244,8 +244,7 @@ def config_from_values(values: Dict[str, Any],
   """
   if 'class_im_ratio' in present:
     from data import registry  # pylint: disable=g-import-not-at-top
-    if (values['dataset'] in registry.names()
-        and not registry.uses_class_im_ratio(values['dataset'])):
+    if not registry.uses_class_im_ratio(values['dataset']):
       raise ConfigError(
           f'--class_im_ratio does nothing for --dataset={values["dataset"]}: '
           'its data are used as is (their own imbalance). Drop the flag, or '

@@ -58,20 +58,14 @@ def run_name(cfg: Config) -> str:
   return _run_name(cfg, fraction)
 
 
-def _uses_class_im_ratio(dataset: str) -> bool:
-  """False for data used as is (the run is named 'asis', not by the unused
-  --class_im_ratio); an unknown name keeps the flag's value."""
-  return (dataset not in data_registry.names()
-          or data_registry.uses_class_im_ratio(dataset))
-
-
 def _run_name(cfg: Config, fraction: Optional[float]) -> str:
   if fraction is not None:
     lab = f'p{format_ratio(fraction)}'
   else:
     lab = f'n{cfg.num_labeled}' + ('' if cfg.is_balanced else 'u')
   imbalance = (f'im{format_ratio(cfg.class_im_ratio)}'
-               if _uses_class_im_ratio(cfg.dataset) else 'asis')
+               if data_registry.uses_class_im_ratio(cfg.dataset)
+               else 'asis')  # Data used as is: the flag does nothing.
   data_name = f'{cfg.dataset}_{imbalance}_{lab}_fold{cfg.fold}'
 
   if cfg.imagenet127_test != 'imbalanced':  # Another test set, another run.

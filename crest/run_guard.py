@@ -141,8 +141,7 @@ def check_data(run_dir: str, cfg: Config, data: SSLData,
                       'recording the current data\'s instead (they are not '
                       'compared this once).', path)
       if is_chief:
-        records.write_json(path, dict(current, source=source,
-                                      train_per_class=train_per_class(data)))
+        _record(path, current, source, data)
       return current
     diff = fingerprint_lib.differences(recorded, current)
     if diff:
@@ -154,9 +153,16 @@ def check_data(run_dir: str, cfg: Config, data: SSLData,
           '--force_init to start this run over on the new data (or another '
           '--model_dir / --file_suffix).')
   elif is_chief:
-    records.write_json(path, dict(current, source=source,
-                                  train_per_class=train_per_class(data)))
+    _record(path, current, source, data)
   return current
+
+
+def _record(path: str, current: Dict[str, Any], source: str,
+            data: SSLData) -> None:
+  """Writes data.json: the fingerprint, where the data come from, and the
+  training images per class."""
+  records.write_json(path, dict(current, source=source,
+                                train_per_class=train_per_class(data)))
 
 
 def train_per_class(data: SSLData) -> list:

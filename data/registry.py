@@ -97,8 +97,10 @@ def imbalance_gamma(name: str, class_im_ratio: float) -> Optional[float]:
 def uses_class_im_ratio(name: str) -> bool:
   """Whether --class_im_ratio means anything for dataset `name`: False for
   data used as is (own `npz`, naturally long-tailed ImageNet-127), whose
-  imbalance is the data's own (`measured_gamma` of the training set)."""
-  return _entry(name).kind not in (_NPZ, _NATURAL)
+  imbalance is the data's own (`measured_gamma` of the training set); True
+  for a name the registry does not know (it keeps the flag's meaning)."""
+  entry = _REGISTRY.get(name)
+  return entry is None or entry.kind not in (_NPZ, _NATURAL)
 
 
 def measured_gamma(per_class) -> Optional[float]:

@@ -50,16 +50,15 @@ def picks_markdown(table: tables.Table) -> List[str]:
               if labels[r.path] == row and tables.column_of(r) == col]
       # The last generation trains on the previous one's picks and picks
       # no more (its record repeats the selection it would make).
-      gens = [g for g in range(max(r.num_generation for r in runs) - 1)
-              if any(run_picks(r, g) for r in runs)]
+      per_gen = {g: [p for p in (run_picks(r, g) for r in runs) if p]
+                 for g in range(max(r.num_generation for r in runs) - 1)}
+      gens = [g for g, picks in per_gen.items() if picks]
       if not gens:
         continue
       k = len(runs[0].records[0]['labeled_per_class'])
       header = ['class', 'labeled'] + [
           f'gen {g} {what}' for g in gens for what in ('picked', 'precision %')]
       body = []
-      per_gen = {g: [p for p in (run_picks(r, g) for r in runs) if p]
-                 for g in gens}
       for c in range(k):
         line = [str(c), _fmt(_mean([r.records[0]['labeled_per_class'][c]
                                     for r in runs]))]

@@ -122,10 +122,7 @@ AS_IS = 'as is'
 def uses_class_im_ratio(cfg: Dict[str, Any]) -> bool:
   """Whether the run's --class_im_ratio means anything (False for data used
   as is: own `npz`, ImageNet-127); an unknown dataset reads as True."""
-  try:
-    return data_registry.uses_class_im_ratio(cfg.get('dataset', ''))
-  except ValueError:
-    return True
+  return data_registry.uses_class_im_ratio(cfg.get('dataset', ''))
 
 
 def data_gamma(run: Run) -> Optional[float]:

@@ -36,21 +36,15 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 BASE_FLAGS=("${FASHION_LT_FLAGS[@]}" --num_batch=$((STEPS / 2)))
 
 method_flags() {
-  local g
-  case "$1" in
-    fixmatch) echo "--num_epoch=2 --num_generation=1" ;;
-    fixmatchx[1-9]*) g="${1#fixmatchx}" ;;
-    crestplus[1-9]*) g="${1#crestplus}" ;;
-    crest[1-9]*) g="${1#crest}" ;;
-    *) return 1 ;;
-  esac
-  [[ "$1" == fixmatch ]] && return 0
-  [[ "$g" =~ ^[1-9][0-9]*$ ]] || return 1
-  case "$1" in
-    fixmatchx*) echo "--num_epoch=$((2 * g)) --num_generation=1" ;;
-    crestplus*) echo "--num_epoch=2" \
-                  "$(crest_method_flags crestplus fixmatch "$g" 0.5)" ;;
-    crest*) echo "--num_epoch=2 $(crest_method_flags crest fixmatch "$g" 0.5)" ;;
+  [[ "$1" =~ ^(fixmatch|fixmatchx|crest|crestplus)([1-9][0-9]*)?$ ]] ||
+    return 1
+  local name="${BASH_REMATCH[1]}" g="${BASH_REMATCH[2]}"
+  case "$name" in
+    fixmatch) [[ -z "$g" ]] && echo "--num_epoch=2 --num_generation=1" ;;
+    fixmatchx) [[ -n "$g" ]] &&
+                 echo "--num_epoch=$((2 * g)) --num_generation=1" ;;
+    *) [[ -n "$g" ]] &&
+         echo "--num_epoch=2 $(crest_method_flags "$name" fixmatch "$g" 0.5)" ;;
   esac
 }
 

@@ -48,3 +48,22 @@ def crest_plus_run(tmp_path_factory):
   data = learnable.load(cfg)
   recs, strategy, seen = learnable.run_generations(cfg, data, fixmatch)
   return cfg, data, strategy, recs, run_dir_lib.path(cfg), seen
+
+
+def generation_records(top):
+  """Every finished generation's record and labeled-set / picks arrays
+  under `top`: {'gen_00': record, 'gen_00/labeled_set.npz': {name: list},
+  'gen_00/picks.npz': {...}, ...} (keys by generation directory name)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = {}
+  for d, _, fs in sorted(os.walk(top)):
+    if 'generation.json' not in fs:
+      continue
+    gen = os.path.basename(d)
+    with open(os.path.join(d, 'generation.json')) as f:
+      out[gen] = json.load(f)
+    for name in ('labeled_set.npz', 'picks.npz'):
+      with np.load(os.path.join(d, name)) as f:
+        out[f'{gen}/{name}'] = {k: f[k].tolist() for k in f.files}
+  return out

@@ -13,7 +13,6 @@ one left (its log line), not from zero, and wrote none of the checkpoints up
 to that step again.
 """
 import glob
-import json
 import os
 import re
 import signal
@@ -21,7 +20,7 @@ import subprocess
 import sys
 import time
 
-import numpy as np
+from conftest import generation_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 12  # Steps per generation: 2 epochs of 6.
@@ -90,18 +89,6 @@ def _restored(out):
           for path, step in re.findall(r'Restored (\S+) \(step (\d+),', out)]
 
 
-def _results(model_dir):
-  out = {}
-  for gen in _find(model_dir, 'gen_*'):
-    name = os.path.basename(gen)
-    with open(os.path.join(gen, 'generation.json')) as f:
-      out[name] = json.load(f)
-    for npz in ('labeled_set.npz', 'picks.npz'):
-      with np.load(os.path.join(gen, npz)) as f:
-        out[f'{name}/{npz}'] = {k: f[k].tolist() for k in f.files}
-  return out
-
-
 def test_killed_run_resumes_to_the_same_records(tmp_path):
   ref_dir, run_dir = tmp_path / 'ref', tmp_path / 'killed'
   # The uninterrupted reference runs alongside the interrupted attempts.
@@ -167,13 +154,13 @@ def test_killed_run_resumes_to_the_same_records(tmp_path):
     ref.wait(timeout=600)
     assert ref.returncode == 0, ref_log.read_text()[-3000:]
     assert not _restored(ref_log.read_text())
-    expected = _results(ref_dir)
+    expected = generation_records(ref_dir)
     assert set(expected) == {'gen_00_t1.00', 'gen_01_t0.50',
                              'gen_00_t1.00/labeled_set.npz',
                              'gen_00_t1.00/picks.npz',
                              'gen_01_t0.50/labeled_set.npz',
                              'gen_01_t0.50/picks.npz'}
-    assert _results(run_dir) == expected
+    assert generation_records(run_dir) == expected
   finally:
     if ref.poll() is None:
       ref.kill()

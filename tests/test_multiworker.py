@@ -7,8 +7,8 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+from conftest import generation_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ['--dataset=synthetic_tiny', '--net_arch=small', '--num_epoch=1',
@@ -36,21 +36,6 @@ def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
-
-
-def _records(top):
-  """Every generation's record and labeled-set / picks arrays under `top`."""
-  out = {}
-  for d, _, fs in sorted(os.walk(top)):
-    gen = os.path.basename(d)
-    if 'generation.json' not in fs:
-      continue
-    with open(os.path.join(d, 'generation.json')) as f:
-      out[gen] = json.load(f)
-    for name in ('labeled_set.npz', 'picks.npz'):
-      with np.load(os.path.join(d, name)) as f:
-        out[f'{gen}/{name}'] = {k: f[k].tolist() for k in f.files}
-  return out
 
 
 def _assert_same_records(a, b, rel):
@@ -96,7 +81,7 @@ def replica_runs(tmp_path_factory):
     strategy = tf.distribute.MirroredStrategy(
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     assert len(generations.run(cfg, strategy, data)) == 2
-    out[name] = (_files(top / name), _records(top / name))
+    out[name] = (_files(top / name), generation_records(top / name))
   return out
 
 
@@ -154,5 +139,5 @@ def test_two_local_workers(tmp_path, replica_runs):
   assert len(digests[0]) == 2 and digests[0] == digests[1]
   assert int(digests[0][1][1]) > int(digests[0][0][1])  # Picks were added.
   # And the chief wrote what two replicas in one process write.
-  _assert_same_records(replica_runs['two'][1], _records(tmp_path / 'worker0'),
+  _assert_same_records(replica_runs['two'][1], generation_records(tmp_path / 'worker0'),
                        rel=1e-3)
