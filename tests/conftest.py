@@ -4,6 +4,7 @@ Splitting the CPU into two logical devices lets tests exercise
 MirroredStrategy without GPUs. It must happen before TensorFlow initialises
 its devices, hence here, once, at collection time.
 """
+import itertools
 import os
 import pathlib
 import sys
@@ -31,6 +32,23 @@ def pytest_configure(config):
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     except RuntimeError:
         pass  # Already initialised (e.g. a plugin imported TF first).
+    _distinct_collective_keys(tf.distribute.MirroredStrategy)
+
+
+def _distinct_collective_keys(cls):
+    """Gives every MirroredStrategy built in this process its own collective
+    group keys, as TensorFlow's own tests do (`_collective_key_base`: "only
+    set this in tests"). A run builds one strategy per process; the suite
+    builds dozens, and two strategies with the default keys reuse group 1's
+    instance keys, so a later all-gather can meet an earlier all-reduce's
+    instance ("Collective instance 100 expected type 0 ... got type 2")."""
+    init, bases = cls.__init__, itertools.count(1)
+
+    def distinct_init(self, *args, **kwargs):
+        self._collective_key_base = 1000 * next(bases)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = distinct_init
 
 
 @pytest.fixture(scope='session')

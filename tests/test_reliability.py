@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from crest import generations
 from crest.config import Config
 from crest.trainer import GenerationTrainer, NonFiniteLossError
 from data import registry as data_registry
@@ -103,29 +102,6 @@ def test_unreadable_checkpoint_falls_back_to_the_previous(tmp_path, data,
   second = _trainer(cfg, strategy, data, tmp_path / 'gen')
   assert second.restore() == cfg.num_batch  # The epoch-1 checkpoint.
   assert 'unreadable' in caplog.text
-
-
-def test_runs_with_the_same_seed_are_identical(tmp_path, data, strategy):
-  """Records, labeled sets and checkpoints of two runs are bit-identical
-  (one generation here; test_kill_resume compares two-generation records)."""
-  outs = []
-  for name in ('a', 'b'):
-    cfg = _cfg(tmp_path / name, num_generation=1)
-    recs = generations.run(cfg, strategy, data)
-    gen = glob.glob(str(tmp_path / name / '**' / 'gen_00'), recursive=True)
-    lab = np.load(os.path.join(gen[0], 'labeled_set.npz'))
-    ckpt = tf.train.load_checkpoint(os.path.join(gen[0], 'ckpt'))
-    weights = {k: ckpt.get_tensor(k)
-               for k in sorted(ckpt.get_variable_to_shape_map())
-               if k.startswith('model/') or k.startswith('ema/')}
-    outs.append((recs, lab['positions'], lab['labels'], weights))
-  (ra, pa, la, wa), (rb, pb, lb, wb) = outs
-  assert json.dumps(ra, sort_keys=True) == json.dumps(rb, sort_keys=True)
-  np.testing.assert_array_equal(pa, pb)
-  np.testing.assert_array_equal(la, lb)
-  assert wa.keys() == wb.keys() and len(wa) > 10
-  for k in wa:
-    np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
 
 
 def test_a_non_finite_learning_rate_stops_naming_the_schedule(
