@@ -8,8 +8,12 @@ restated here with one crop per image: output index i samples the crop at
 """
 from __future__ import annotations
 
+from typing import Optional, Union
+
 import numpy as np
 import tensorflow as tf
+
+from augment import draws
 
 
 def min_side(side: int, min_scale: float) -> int:
@@ -69,33 +73,37 @@ def crop_and_resize(images: tf.Tensor, top: tf.Tensor, left: tf.Tensor,
   return top_row + (bottom_row - top_row) * ly
 
 
-def draw_crops(n: tf.Tensor, seed: tf.Tensor, side: int, min_scale: float):
-  """Per-image crops: (top, left, crop side), int32 [n] each."""
+def draw_crops(n: Union[draws.Rows, tf.Tensor], seed: tf.Tensor, side: int,
+               min_scale: float):
+  """Per-image crops: (top, left, crop side), int32 [n] each (n: a batch
+  size or the Rows of a window)."""
   s = tf.random.experimental.stateless_split(seed, 3)
-  crop = tf.random.stateless_uniform([n], s[0], minval=min_side(side,
-                                                                min_scale),
-                                     maxval=side + 1, dtype=tf.int32)
+  crop = draws.uniform(n, s[0], minval=min_side(side, min_scale),
+                       maxval=side + 1, dtype=tf.int32)
   room = tf.cast(side - crop + 1, tf.float32)
   # Offsets uniform in [0, side - crop]: floor(U[0, 1) * room).
-  top = tf.cast(tf.random.stateless_uniform([n], s[1]) * room, tf.int32)
-  left = tf.cast(tf.random.stateless_uniform([n], s[2]) * room, tf.int32)
+  top = tf.cast(draws.uniform(n, s[1]) * room, tf.int32)
+  left = tf.cast(draws.uniform(n, s[2]) * room, tf.int32)
   top = tf.minimum(top, side - crop)
   left = tf.minimum(left, side - crop)
   return top, left, crop
 
 
 def random_crop_and_resize(images: tf.Tensor, seed: tf.Tensor,
-                           min_scale: float) -> tf.Tensor:
+                           min_scale: float,
+                           window: Optional[draws.Rows] = None) -> tf.Tensor:
   """The original's RandomCropAndResize on a batch.
 
   Args:
     images: float32 [n, H, W, C], H = W.
     seed: int [2].
     min_scale: smallest crop side as a fraction of the side, in (0, 1].
+    window: the batch rows the images are (default: a whole batch).
 
   Returns:
     float32 [n, H, W, C].
   """
   side = int(images.shape[1])
-  top, left, crop = draw_crops(tf.shape(images)[0], seed, side, min_scale)
+  top, left, crop = draw_crops(draws.rows_of(window, images), seed, side,
+                               min_scale)
   return crop_and_resize(images, top, left, crop)

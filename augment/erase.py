@@ -9,18 +9,21 @@ at 32 x 32, 15 x 15 at 28 x 28, of level (0.5 + 1) * 127.5 = 191.25.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import tensorflow as tf
 
+from augment import draws
 
-def erase_mask(n: tf.Tensor, height: int, width: int, seed: tf.Tensor,
+
+def erase_mask(n: Union[draws.Rows, tf.Tensor], height: int, width: int,
+               seed: tf.Tensor,
                area: Tuple[float, float] = (0.3, 0.3), ratio: float = 1.0
               ) -> tf.Tensor:
   """Random erasing rectangles.
 
   Args:
-    n: batch size.
+    n: batch size, or the Rows of a window of a batch.
     height: image height.
     width: image width.
     seed: int [2].
@@ -33,17 +36,17 @@ def erase_mask(n: tf.Tensor, height: int, width: int, seed: tf.Tensor,
   s = tf.random.experimental.stateless_split(seed, 5)
   lo, hi = area
   total = float(height * width)
-  erased = (lo + (hi - lo) * tf.random.stateless_uniform([n], s[0])) * total
-  aspect = 1.0 + (ratio - 1.0) * tf.random.stateless_uniform([n], s[1])
-  aspect = tf.where(tf.random.stateless_uniform([n], s[2]) > 0.5, aspect,
+  erased = (lo + (hi - lo) * draws.uniform(n, s[0])) * total
+  aspect = 1.0 + (ratio - 1.0) * draws.uniform(n, s[1])
+  aspect = tf.where(draws.uniform(n, s[2]) > 0.5, aspect,
                     1.0 / aspect)
   rows = tf.minimum(tf.cast(tf.round(tf.sqrt(erased * aspect)), tf.int32),
                     height - 1)
   cols = tf.minimum(tf.cast(tf.round(tf.sqrt(erased / aspect)), tf.int32),
                     width - 1)
-  top = tf.cast(tf.random.stateless_uniform([n], s[3]) *
+  top = tf.cast(draws.uniform(n, s[3]) *
                 tf.cast(height - rows, tf.float32), tf.int32)
-  left = tf.cast(tf.random.stateless_uniform([n], s[4]) *
+  left = tf.cast(draws.uniform(n, s[4]) *
                  tf.cast(width - cols, tf.float32), tf.int32)
   top = tf.minimum(top, height - rows - 1)
   left = tf.minimum(left, width - cols - 1)
@@ -56,7 +59,8 @@ def erase_mask(n: tf.Tensor, height: int, width: int, seed: tf.Tensor,
 
 def random_erase(images: tf.Tensor, seed: tf.Tensor,
                  area: Tuple[float, float] = (0.3, 0.3), ratio: float = 1.0,
-                 value: float = 0.5) -> tf.Tensor:
+                 value: float = 0.5, window: Optional[draws.Rows] = None
+                ) -> tf.Tensor:
   """Erases a random rectangle of every image.
 
   Args:
@@ -65,10 +69,12 @@ def random_erase(images: tf.Tensor, seed: tf.Tensor,
     area: range of the erased fraction of the area.
     ratio: largest aspect ratio (>= 1).
     value: the fill, in the images' space.
+    window: the batch rows the images are (default: a whole batch).
 
   Returns:
     float32 [n, H, W, C].
   """
   height, width = int(images.shape[1]), int(images.shape[2])
-  mask = erase_mask(tf.shape(images)[0], height, width, seed, area, ratio)
+  mask = erase_mask(draws.rows_of(window, images), height, width, seed, area,
+                    ratio)
   return tf.where(mask, tf.constant(value, images.dtype), images)

@@ -78,6 +78,38 @@ def translate_y_transforms(pixels: tf.Tensor) -> tf.Tensor:
   return _affine(b2=pixels, like=pixels)
 
 
+def layer_transforms(m: tf.Tensor, negate: tf.Tensor, kind: tf.Tensor,
+                     height: int, width: int, translate: float) -> tf.Tensor:
+  """Per-image transforms of a RandAugment layer's geometric ops.
+
+  Args:
+    m: float32 [n] magnitudes.
+    negate: bool [n], flip the argument's sign.
+    kind: int32 [n]: 0 Rotate (30 m degrees), 1 ShearX, 2 ShearY (0.3 m),
+      3 TranslateX, 4 TranslateY (m * translate pixels).
+    height: image height.
+    width: image width.
+    translate: the translation in pixels at m = 1.
+
+  Returns:
+    float32 [n, 8].
+  """
+
+  def signed(scale):
+    arg = m * scale
+    return tf.where(negate, -arg, arg)
+
+  shift = signed(translate)
+  candidates = tf.stack([
+      rotate_transforms(signed(30.), height, width),
+      shear_x_transforms(signed(0.3)),
+      shear_y_transforms(signed(0.3)),
+      translate_x_transforms(shift),
+      translate_y_transforms(shift),
+  ], axis=1)  # [n, 5, 8]
+  return tf.gather(candidates, kind, batch_dims=1)
+
+
 def transform(images: tf.Tensor, transforms: tf.Tensor) -> tf.Tensor:
   """Applies per-image projective transforms, nearest, fill 128.
 

@@ -15,10 +15,11 @@ Grayscale images (C = 1) have no saturation or hue: those two are identities.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import tensorflow as tf
 
+from augment import draws
 from augment import stages as st
 
 
@@ -157,12 +158,12 @@ def components(stage: st.Jitter) -> List[Tuple[str, _Op, float, float]]:
   return out
 
 
-def draw_jitter(n: tf.Tensor, seed: tf.Tensor, num_components: int
-               ) -> Tuple[tf.Tensor, tf.Tensor]:
+def draw_jitter(n: Union[draws.Rows, tf.Tensor], seed: tf.Tensor,
+                num_components: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """Per-image random choices.
 
   Args:
-    n: batch size.
+    n: batch size, or the Rows of a window of a batch.
     seed: int [2].
     num_components: number of enabled components (>= 1).
 
@@ -171,20 +172,21 @@ def draw_jitter(n: tf.Tensor, seed: tf.Tensor, num_components: int
      u float32 [n, k]: U[0, 1) for each component's argument).
   """
   s = tf.random.experimental.stateless_split(seed, 2)
-  keys = tf.random.stateless_uniform([n, num_components], s[0])
+  keys = draws.uniform(n, s[0], [num_components])
   order = tf.argsort(keys, axis=1, stable=True)
-  u = tf.random.stateless_uniform([n, num_components], s[1])
+  u = draws.uniform(n, s[1], [num_components])
   return tf.cast(order, tf.int32), u
 
 
-def jitter(images: tf.Tensor, seed: tf.Tensor, stage: st.Jitter
-          ) -> tf.Tensor:
+def jitter(images: tf.Tensor, seed: tf.Tensor, stage: st.Jitter,
+           window: Optional[draws.Rows] = None) -> tf.Tensor:
   """Colour jitter, each image in its own random order of the components.
 
   Args:
     images: float32 [n, H, W, C] in [-1, 1].
     seed: int [2].
     stage: strengths.
+    window: the batch rows the images are (default: a whole batch).
 
   Returns:
     float32 [n, H, W, C], not clipped (values may leave [-1, 1]).
@@ -194,7 +196,7 @@ def jitter(images: tf.Tensor, seed: tf.Tensor, stage: st.Jitter
     return images
   k = len(parts)
   n = tf.shape(images)[0]
-  order, u = draw_jitter(n, seed, k)
+  order, u = draw_jitter(draws.rows_of(window, images), seed, k)
   args = [low + (high - low) * u[:, j] for j, (_, _, low, high)
           in enumerate(parts)]
   for step in range(k):

@@ -21,13 +21,14 @@ probability).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
 from augment import color_ops
 from augment import convert
 from augment import cutout
+from augment import draws as draws_lib
 from augment import geometric_ops
 
 ALL_OPS = ('AutoContrast', 'Equalize', 'Posterize', 'Solarize', 'Color',
@@ -78,38 +79,6 @@ _PIXEL_OPS: Dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
 }
 
 
-def _geometric(images: tf.Tensor, m: tf.Tensor, negate: tf.Tensor,
-               kind: tf.Tensor, size: int) -> tf.Tensor:
-  """All geometric ops of a layer in one transform.
-
-  Args:
-    images: uint8 [n, H, W, C].
-    m: float32 [n] magnitudes.
-    negate: bool [n], flip the argument's sign.
-    kind: int32 [n], index into _GEOMETRIC.
-    size: image side, for the translation constant.
-
-  Returns:
-    uint8 [n, H, W, C].
-  """
-  height, width = int(images.shape[1]), int(images.shape[2])
-
-  def signed(scale):
-    arg = m * scale
-    return tf.where(negate, -arg, arg)
-
-  shift = signed(translate_const(size))
-  candidates = tf.stack([
-      geometric_ops.rotate_transforms(signed(30.), height, width),
-      geometric_ops.shear_x_transforms(signed(0.3)),
-      geometric_ops.shear_y_transforms(signed(0.3)),
-      geometric_ops.translate_x_transforms(shift),
-      geometric_ops.translate_y_transforms(shift),
-  ], axis=1)  # [n, 5, 8]
-  transforms = tf.gather(candidates, kind, batch_dims=1)
-  return geometric_ops.transform(images, transforms)
-
-
 class _Groups:
   """How the ops of a list are grouped into partitions."""
 
@@ -143,7 +112,8 @@ class _Groups:
     self.kind_of_op = tf.constant(kind, tf.int32)
 
 
-def draw_layer(n: tf.Tensor, num_ops: int, seed: tf.Tensor, *,
+def draw_layer(n: Union[draws_lib.Rows, tf.Tensor], num_ops: int,
+               seed: tf.Tensor, *,
                prob: float = PROB_TO_APPLY,
                magnitude: Optional[float] = None,
                levels: Optional[int] = None,
@@ -151,7 +121,7 @@ def draw_layer(n: tf.Tensor, num_ops: int, seed: tf.Tensor, *,
   """Per-image random choices of one layer.
 
   Args:
-    n: batch size (scalar int32).
+    n: batch size (scalar int32), or the Rows of a window of a batch.
     num_ops: length of the op list.
     seed: int [2].
     prob: probability that the layer applies its op.
@@ -168,53 +138,34 @@ def draw_layer(n: tf.Tensor, num_ops: int, seed: tf.Tensor, *,
   """
   s = tf.random.experimental.stateless_split(seed, 4)
   if magnitude is not None:
-    m = tf.fill([n], tf.constant(magnitude, tf.float32))
+    m = draws_lib.fill(n, tf.constant(magnitude, tf.float32))
   elif levels:
-    level = tf.random.stateless_uniform([n], s[1], minval=0,
-                                        maxval=levels + 1, dtype=tf.int32)
+    level = draws_lib.uniform(n, s[1], minval=0, maxval=levels + 1,
+                              dtype=tf.int32)
     m = tf.cast(level, tf.float32) / tf.constant(levels, tf.float32)
   else:
-    m = tf.random.stateless_uniform([n], s[1], dtype=tf.float32)
+    m = draws_lib.uniform(n, s[1], dtype=tf.float32)
   draws = {
-      'op': tf.random.stateless_uniform([n], s[0], minval=0, maxval=num_ops,
-                                        dtype=tf.int32),
+      'op': draws_lib.uniform(n, s[0], minval=0, maxval=num_ops,
+                              dtype=tf.int32),
       'm': m,
-      'negate': tf.random.stateless_uniform([n], s[2]) < 0.5,
-      'apply': tf.random.stateless_uniform([n], s[3]) < prob,
+      'negate': draws_lib.uniform(n, s[2]) < 0.5,
+      'apply': draws_lib.uniform(n, s[3]) < prob,
   }
   if cutout_side is not None:
     c = tf.random.experimental.stateless_split(
         tf.random.experimental.stateless_fold_in(seed, 1), 3)
     threshold = tf.divide(tf.constant(1.0), float(num_ops + 1))
-    draws['cutout'] = tf.random.stateless_uniform([n], c[0]) < threshold
-    draws['cutout_scale'] = tf.random.stateless_uniform(
-        [n], c[1], maxval=CUTOUT_MAX_SCALE)
+    draws['cutout'] = draws_lib.uniform(n, c[0]) < threshold
+    draws['cutout_scale'] = draws_lib.uniform(n, c[1],
+                                              maxval=CUTOUT_MAX_SCALE)
     draws['cutout_centre'] = cutout.draw_centres(n, cutout_side, cutout_side,
                                                  c[2])
   return draws
 
 
-def cutout_square(centre: tf.Tensor, scale: tf.Tensor, side: int
-                 ) -> tf.Tensor:
-  """The original's Cutout squares, one scale per image (`augment.cutout`
-  with a random scale): rows and columns [c - s, c + s) clipped to the image,
-  s = max(1, scale * side) // 2.
-
-  Args:
-    centre: float32 [n, 2] (row, column).
-    scale: float32 [n].
-    side: image side (square images).
-
-  Returns:
-    bool [n, side, side, 1], True inside.
-  """
-  half = tf.math.floordiv(tf.maximum(1.0, float(side) * scale), 2.0)
-  lower = tf.cast(tf.maximum(0.0, centre - half[:, None]), tf.int32)
-  upper = tf.cast(tf.minimum(float(side), centre + half[:, None]), tf.int32)
-  index = tf.range(side)[None]
-  inside = [(index >= lower[:, a:a + 1]) & (index < upper[:, a:a + 1])
-            for a in (0, 1)]  # rows [n, side], columns [n, side]
-  return (inside[0][:, :, None] & inside[1][:, None, :])[..., None]
+# The original's Cutout squares with one scale per image (used by tests).
+cutout_square = cutout.square_mask
 
 
 def _cutout_layer(images: tf.Tensor, scale: tf.Tensor, centre: tf.Tensor,
@@ -231,40 +182,66 @@ def _cutout_layer(images: tf.Tensor, scale: tf.Tensor, centre: tf.Tensor,
   Returns:
     uint8 [n, H, W, C]; cut pixels are 127 (the float 0 wrapped).
   """
-  mask = cutout_square(centre, scale, int(images.shape[1]))
+  mask = cutout.square_mask(centre, scale, int(images.shape[1]))
   if emulate_wrap_rounding:
     images = convert.wrap(images, convert.Encoding.UNWRAPPED)
   return tf.where(mask, tf.constant(convert.WRAPPED_ZERO, tf.uint8), images)
 
 
+def _partition_ids(draws: Dict[str, tf.Tensor], groups: _Groups
+                  ) -> tf.Tensor:
+  """int32 [n]: the partition of each image (pass-through if not applied)."""
+  chosen = tf.gather(groups.group_of_op, draws['op'])
+  if 'cutout' in draws:
+    chosen = tf.where(draws['cutout'], groups.cutout_id, chosen)
+  return tf.where(draws['apply'], chosen, groups.passthrough_id)
+
+
 def apply_layer(images: tf.Tensor, draws: Dict[str, tf.Tensor],
                 ops: Sequence[str], size: int,
-                emulate_wrap_rounding: bool = True) -> tf.Tensor:
+                emulate_wrap_rounding: bool = True,
+                window: Optional[draws_lib.Rows] = None) -> tf.Tensor:
   """Applies one layer given its per-image draws.
 
   Args:
     images: uint8 [N, H, W, C].
-    draws: output of `draw_layer` for N images and len(ops) ops (with the
-      Cutout draws for mode 'cutout').
+    draws: output of `draw_layer` for len(ops) ops (with the Cutout draws
+      for mode 'cutout') for the N images, or with `window` for the global
+      batch whose rows `window` the images are.
     ops: op names.
     size: image side.
     emulate_wrap_rounding: mode 'cutout': reproduce the truncation of the
       original's float round trip around its Cutout.
+    window: the batch rows the images are (default: a whole batch).
 
   Returns:
     uint8 [N, H, W, C].
   """
   with_cutout = 'cutout' in draws
   groups = _Groups(ops, with_cutout)
-  n = tf.shape(images)[0]
-  chosen = tf.gather(groups.group_of_op, draws['op'])
-  if with_cutout:
-    chosen = tf.where(draws['cutout'], groups.cutout_id, chosen)
-  pid = tf.where(draws['apply'], chosen, groups.passthrough_id)
+  rows = draws_lib.rows_of(window, images)
+  geo_id = groups.geometric_id
+  pid = _partition_ids(draws, groups)
   split = lambda t: tf.dynamic_partition(t, pid, groups.count)
-  parts, index_parts = split(images), split(tf.range(n))
   m_parts, neg_parts = split(draws['m']), split(draws['negate'])
   kind_parts = split(tf.gather(groups.kind_of_op, draws['op']))
+  if groups.has_geometric:
+    # Computed over the global batch's geometric group as a whole batch
+    # does: sin and cos round by position in a vector (`augment.draws`).
+    geo = geometric_ops.layer_transforms(
+        m_parts[geo_id], neg_parts[geo_id], kind_parts[geo_id],
+        int(images.shape[1]), int(images.shape[2]), translate_const(size))
+  if not rows.is_whole:
+    if groups.has_geometric:
+      at = split(tf.range(rows.total))[geo_id]
+      geo = draws_lib.take(rows, tf.scatter_nd(at[:, None], geo,
+                                               [rows.total, 8]))
+    draws = {k: draws_lib.take(rows, v) for k, v in draws.items()}
+    pid = draws_lib.take(rows, pid)
+    m_parts = split(draws['m'])
+    if groups.has_geometric:
+      geo = split(geo)[geo_id]
+  parts, index_parts = split(images), split(tf.range(rows.count))
   if with_cutout:
     scale_parts = split(draws['cutout_scale'])
     centre_parts = split(draws['cutout_centre'])
@@ -272,9 +249,8 @@ def apply_layer(images: tf.Tensor, draws: Dict[str, tf.Tensor],
   for g in range(groups.count):
     if g < len(groups.pixel_ops):
       out = _PIXEL_OPS[groups.pixel_ops[g]](parts[g], m_parts[g])
-    elif g == groups.geometric_id and groups.has_geometric:
-      out = _geometric(parts[g], m_parts[g], neg_parts[g], kind_parts[g],
-                       size)
+    elif g == geo_id and groups.has_geometric:
+      out = geometric_ops.transform(parts[g], geo)
     elif g == groups.cutout_id:
       out = _cutout_layer(parts[g], scale_parts[g], centre_parts[g],
                           emulate_wrap_rounding)
@@ -295,7 +271,8 @@ def randaugment(images: tf.Tensor, seed: tf.Tensor, mode: str, size: int,
                 prob: float = PROB_TO_APPLY,
                 magnitude: Optional[float] = None,
                 levels: Optional[int] = None,
-                emulate_wrap_rounding: bool = True) -> tf.Tensor:
+                emulate_wrap_rounding: bool = True,
+                window: Optional[draws_lib.Rows] = None) -> tf.Tensor:
   """The original's RandAugment on uint8 images.
 
   Args:
@@ -309,17 +286,21 @@ def randaugment(images: tf.Tensor, seed: tf.Tensor, mode: str, size: int,
     levels: quantise drawn magnitudes to {0, 1/levels, ..., 1}; None keeps
       them continuous.
     emulate_wrap_rounding: mode 'cutout' only (see `apply_layer`).
+    window: the batch rows the images are (default: a whole batch).
 
   Returns:
     uint8 [N, H, W, C].
   """
   ops = OP_LISTS[mode]
-  n = tf.shape(images)[0]
+  rows = draws_lib.rows_of(window, images)
   seeds = layer_seeds(seed, num_layers) if num_layers else []
   cutout_side = size if mode == 'cutout' else None
   for layer in range(num_layers):
-    draws = draw_layer(n, len(ops), seeds[layer], prob=prob,
-                       magnitude=magnitude, levels=levels,
+    # The global batch's draws: `apply_layer` computes the geometric
+    # transforms over the global batch and takes the window's rows.
+    draws = draw_layer(draws_lib.whole_batch(rows), len(ops), seeds[layer],
+                       prob=prob, magnitude=magnitude, levels=levels,
                        cutout_side=cutout_side)
-    images = apply_layer(images, draws, ops, size, emulate_wrap_rounding)
+    images = apply_layer(images, draws, ops, size, emulate_wrap_rounding,
+                         window)
   return images

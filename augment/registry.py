@@ -10,7 +10,7 @@ uint8 [N, H, W, C] and an int [2] seed to float32 [N, H, W, C] in [-1, 1].
 from __future__ import annotations
 
 import numbers
-from typing import Callable, List
+from typing import List, Optional, Protocol, Tuple, Union
 
 import tensorflow as tf
 
@@ -19,7 +19,19 @@ from augment import pipeline
 from augment import spec as spec_lib
 from augment.errors import AugmentError
 
-AugmentFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+class AugmentFn(Protocol):
+  """`fn(images, seed, rows=None)`: uint8 [N, H, W, C] and an int [2] seed to
+  float32 [N, H, W, C] in [-1, 1]; rows = (offset, total) says the images are
+  rows [offset, offset + N) of a global batch of `total` rows and returns
+  exactly those rows of the global batch's augmentation."""
+
+  def __call__(self, images: tf.Tensor, seed: tf.Tensor,
+               rows: Optional[Tuple[Union[int, tf.Tensor],
+                                    Union[int, tf.Tensor]]] = None
+              ) -> tf.Tensor:
+    ...
+
 
 MIN_IMAGE_SIZE = 8
 
@@ -56,8 +68,10 @@ def build(spec: str, image_size: int, *,
       the Gaussian blur it names (SimCLR's random_blur).
 
   Returns:
-    AugmentFn(images uint8 [N, H, W, C], seed int [2]) -> float32
-    [N, H, W, C] in [-1, 1]; stateless and deterministic in (images, seed).
+    AugmentFn(images uint8 [N, H, W, C], seed int [2], rows=None) -> float32
+    [N, H, W, C] in [-1, 1]; stateless and deterministic in (images, seed);
+    rows=(offset, total) augments a window of a global batch (see
+    `augment.pipeline.Augmenter.__call__`).
 
   Raises:
     AugmentError: a bad spec or image size.

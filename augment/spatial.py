@@ -7,9 +7,11 @@ exactly (any dtype, any number of channels).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple, Union
 
 import tensorflow as tf
+
+from augment import draws
 
 
 def pad_size(size: int) -> int:
@@ -31,20 +33,23 @@ def _reflect(index: tf.Tensor, length: int) -> tf.Tensor:
   return (length - 1) - tf.abs((length - 1) - index)
 
 
-def draw_shift(n: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
-  """int32 [n, 2] (dy, dx) offsets, uniform in [-pad, pad]."""
+def draw_shift(n: Union[draws.Rows, tf.Tensor], seed: tf.Tensor, size: int
+              ) -> tf.Tensor:
+  """int32 [n, 2] (dy, dx) offsets, uniform in [-pad, pad] (n: a batch size
+  or the Rows of a window)."""
   pad = pad_size(size)
-  return tf.random.stateless_uniform(
-      [n, 2], seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32) - pad
+  return draws.uniform(n, seed, [2], minval=0, maxval=2 * pad + 1,
+                       dtype=tf.int32) - pad
 
 
-def draw_flip(n: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def draw_flip(n: Union[draws.Rows, tf.Tensor], seed: tf.Tensor
+             ) -> tf.Tensor:
   """bool [n], True for the images to flip (probability 0.5)."""
-  return tf.random.stateless_uniform([n], seed) < 0.5
+  return draws.uniform(n, seed) < 0.5
 
 
-def shift(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor, size: int
-         ) -> Tuple[tf.Tensor, tf.Tensor]:
+def shift(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor, size: int,
+          window: Optional[draws.Rows] = None) -> Tuple[tf.Tensor, tf.Tensor]:
   """Composes a random shift: reflect-pad by pad_size(size), random crop.
 
   Args:
@@ -52,12 +57,13 @@ def shift(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor, size: int
     cols: int32 [n, W] current column map.
     seed: int [2].
     size: image side (sets the pad).
+    window: the batch rows these maps are (default: a whole batch).
 
   Returns:
     The composed (rows, cols): output pixel (r, c) of the shifted image is
     pixel (r + dy, c + dx) of the padded-by-reflection input.
   """
-  offsets = draw_shift(tf.shape(rows)[0], seed, size)
+  offsets = draw_shift(draws.rows_of(window, rows), seed, size)
   height, width = rows.shape[1], cols.shape[1]
   new_rows = _reflect(tf.range(height)[None] + offsets[:, :1], height)
   new_cols = _reflect(tf.range(width)[None] + offsets[:, 1:], width)
@@ -65,10 +71,11 @@ def shift(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor, size: int
           tf.gather(cols, new_cols, batch_dims=1))
 
 
-def flip(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor
-        ) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Composes a left-right flip of each image with probability 0.5."""
-  flipped = draw_flip(tf.shape(cols)[0], seed)
+def flip(rows: tf.Tensor, cols: tf.Tensor, seed: tf.Tensor,
+         window: Optional[draws.Rows] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Composes a left-right flip of each image with probability 0.5 (window:
+  the batch rows the maps are; default a whole batch)."""
+  flipped = draw_flip(draws.rows_of(window, cols), seed)
   return rows, tf.where(flipped[:, None], tf.reverse(cols, [1]), cols)
 
 
