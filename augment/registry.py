@@ -9,6 +9,7 @@ uint8 [N, H, W, C] and an int [2] seed to float32 [N, H, W, C] in [-1, 1].
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import List, Optional, Protocol, Tuple, Union
 
@@ -82,6 +83,17 @@ def build(spec: str, image_size: int, *,
     raise AugmentError(f'Augmentation image size must be an integer >= '
                       f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
                       'side of the (square) input images, e.g. 32.')
-  return pipeline.Augmenter(spec, stages, int(image_size),
+  del stages  # Parsed to validate; `_built` parses again once per spec.
+  return _built(spec, int(image_size), bool(emulate_wrap_rounding),
+                bool(emulate_blur_noop))
+
+
+@functools.lru_cache(maxsize=64)
+def _built(spec: str, image_size: int, emulate_wrap_rounding: bool,
+           emulate_blur_noop: bool) -> pipeline.Augmenter:
+  """One Augmenter per distinct build: its traced graphs are reused by every
+  pipeline that uses it (each generation's, each evaluator's) instead of
+  being traced again (seconds per RandAugment spec)."""
+  return pipeline.Augmenter(spec, ops_spec.parse_stages(spec), image_size,
                             emulate_wrap_rounding=emulate_wrap_rounding,
                             emulate_blur_noop=emulate_blur_noop)

@@ -1,6 +1,12 @@
 """A generation's training input: the stateless stream of
 `data.pipeline.train_dataset`, resumed at a step, with the batches a
-rollback decided to skip left out."""
+rollback decided to skip left out.
+
+Each worker builds only its own replicas' rows of every global batch
+(`pipeline.ReplicaShare`, through `distribute_datasets_from_function`), so
+input work per worker does not grow with the number of workers, and each
+replica still gets exactly its slice of the batch one machine would build.
+"""
 from __future__ import annotations
 
 from typing import Iterable, List
@@ -54,10 +60,26 @@ def distributed_iterator(cfg: Config, strategy: tf.distribute.Strategy,
       num_weakaug=cfg.num_weakaug, num_strongaug=cfg.num_strongaug,
       seed=seed)
   stream = data.unlabeled_stream_positions
-  ds = pipeline.train_dataset(
-      data.train_images, labeled_positions, labeled_labels, stream,
-      data.train_labels[stream], spec, start_step=start,
-      num_steps=cfg.steps_per_generation - step, skip=skipped)
-  iterator = iter(strategy.experimental_distribute_dataset(
-      pipeline.shard_by_data(ds)))
+
+  def worker_dataset(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+    return pipeline.train_dataset(
+        data.train_images, labeled_positions, labeled_labels, stream,
+        data.train_labels[stream], spec, start_step=start,
+        num_steps=cfg.steps_per_generation - step, skip=skipped,
+        share=worker_share(ctx))
+
+  iterator = iter(strategy.distribute_datasets_from_function(worker_dataset))
   return iterator, BatchCounter(start, skipped)
+
+
+def worker_share(ctx: tf.distribute.InputContext) -> pipeline.ReplicaShare:
+  """The replicas input pipeline `ctx.input_pipeline_id` (one per worker)
+  feeds: worker w of W holds global replicas [w R / W, (w + 1) R / W), as
+  MultiWorkerMirroredStrategy numbers them."""
+  total, workers = ctx.num_replicas_in_sync, ctx.num_input_pipelines
+  if total % workers:
+    raise ValueError(f'{total} replicas do not split evenly over {workers} '
+                     'workers; give every worker the same number of devices.')
+  local = total // workers
+  return pipeline.ReplicaShare(first=ctx.input_pipeline_id * local,
+                               local=local, total=total)

@@ -40,15 +40,50 @@ def split_cpu(num: int) -> None:
       ) from None
 
 
+def _multi_worker_on_cpus(num: int) -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy with `num` logical CPU replicas per worker.
+
+  TensorFlow's strategy takes every GPU of a worker but only one CPU device;
+  to test multi-device workers without GPUs (--cpu_replicas with TF_CONFIG)
+  its local-device choice is widened to the worker's logical CPUs while the
+  strategy is built.
+  """
+  # pylint: disable=g-import-not-at-top,protected-access
+  from tensorflow.python.distribute import collective_all_reduce_strategy
+  extended = getattr(collective_all_reduce_strategy,
+                     'CollectiveAllReduceExtended', None)
+  original = getattr(extended, '_initialize_local_devices', None)
+  if original is None:
+    raise ConfigError(
+        f'--cpu_replicas={num} with TF_CONFIG needs TensorFlow\'s '
+        'CollectiveAllReduceExtended._initialize_local_devices, which this '
+        f'TensorFlow ({tf.__version__}) lacks; drop --cpu_replicas (one CPU '
+        'replica per worker).')
+
+  def local_cpus(self, resolver, worker_device):
+    devices, kind = original(self, resolver, worker_device)
+    if kind == 'CPU':
+      devices = tuple(f'{worker_device}/device:CPU:{i}' for i in range(num))
+    return devices, kind
+
+  extended._initialize_local_devices = local_cpus
+  try:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  finally:
+    extended._initialize_local_devices = original
+
+
 def make_strategy(cpu_replicas: int = 0) -> tf.distribute.Strategy:
   """MultiWorkerMirroredStrategy when TF_CONFIG names several workers;
   otherwise MirroredStrategy over all GPUs (or `cpu_replicas` logical CPUs,
   or the CPU)."""
   if _num_workers_in_tf_config() > 1:
+    name = 'MultiWorkerMirroredStrategy'
     if cpu_replicas:
       split_cpu(cpu_replicas)
-    name = 'MultiWorkerMirroredStrategy'
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+      strategy = _multi_worker_on_cpus(cpu_replicas)
+    else:
+      strategy = tf.distribute.MultiWorkerMirroredStrategy()
   else:
     name = 'MirroredStrategy'
     if cpu_replicas:

@@ -6,11 +6,19 @@ examples, one permutation per pass, drawn from the pass number) and the seeds
 of their augmentations. Resuming at step `s` therefore rebuilds exactly the
 stream an uninterrupted run would have seen, without saving iterator state,
 and two runs with the same seed see the same batches.
+
+`ReplicaShare` makes a worker's dataset yield only its replicas' rows of
+each global batch (per-worker input under MultiWorkerMirroredStrategy):
+the batch's example indices are computed whole (cheap), only the share's rows
+are read and augmented, and the augmentations draw at the global size
+(`augment.draws`), so every replica gets exactly the rows, byte for byte,
+that slicing the global batch would give it.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,6 +39,30 @@ class StreamSpec:
   num_weakaug: int
   num_strongaug: int
   seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaShare:
+  """The replicas a dataset yields rows for: global replicas [first, first +
+  local) of `total`; per step it yields `local` consecutive per-replica
+  batches (replica r: rows [r B / total, (r + 1) B / total) of each part)."""
+  first: int
+  local: int
+  total: int
+
+  def __post_init__(self):
+    if not (0 < self.local and 0 <= self.first and
+            self.first + self.local <= self.total):
+      raise ValueError(f'replicas [{self.first}, {self.first + self.local}) '
+                       f'are not within the {self.total} replicas in sync.')
+
+  def rows(self, batch: int) -> tuple:
+    """(first row, rows held, rows per replica) of a global batch."""
+    if batch % self.total:
+      raise ValueError(f'a global batch of {batch} does not split evenly '
+                       f'over {self.total} replicas.')
+    per = batch // self.total
+    return self.first * per, self.local * per, per
 
 
 def _fold(seed: tf.Tensor, *values) -> tf.Tensor:
@@ -65,12 +97,14 @@ def stream_indices(seed: tf.Tensor, step: tf.Tensor, batch: int,
   return tf.cast(idx, tf.int64)
 
 
-def _views(fn, images: tf.Tensor, num: int, seed: tf.Tensor) -> tf.Tensor:
-  """`num` augmented views of `images` [N,H,W,C] -> float32 [N,num,H,W,C]."""
+def _views(fn, images: tf.Tensor, num: int, seed: tf.Tensor,
+           rows=None) -> tf.Tensor:
+  """`num` augmented views of `images` [N,H,W,C] -> float32 [N,num,H,W,C]
+  (`rows`: the augmentations' (offset, total) window, None for all)."""
   if num == 0:
     shape = tf.shape(images)
     return tf.zeros([shape[0], 0, shape[1], shape[2], shape[3]], tf.float32)
-  views = [fn(images, _fold(seed, v)) for v in range(num)]
+  views = [fn(images, _fold(seed, v), rows=rows) for v in range(num)]
   return tf.stack(views, axis=1)
 
 
@@ -106,7 +140,8 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
                   labeled_labels: np.ndarray, stream_positions: np.ndarray,
                   stream_labels: np.ndarray, spec: StreamSpec,
                   start_step: int, num_steps: int,
-                  skip: Sequence[int] = ()) -> tf.data.Dataset:
+                  skip: Sequence[int] = (),
+                  share: Optional[ReplicaShare] = None) -> tf.data.Dataset:
   """`num_steps` batches of the training stream, from batch `start_step` on.
 
   Args:
@@ -121,12 +156,15 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
     num_steps: how many batches to produce.
     skip: batch indices to leave out (batches that made the loss
       non-finite, with --do_rollback); later batches move up.
+    share: None for global batches; else only these replicas' rows.
 
   Returns:
     A dataset of global batches, one per step, each a dict:
       'x_l' float32 [B, H, W, C], 'y_l' int64 [B],
       'x_w' float32 [uB, num_weakaug, H, W, C],
-      'x_s' float32 [uB, num_strongaug, H, W, C], 'y_u' int64 [uB].
+      'x_s' float32 [uB, num_strongaug, H, W, C], 'y_u' int64 [uB];
+    with `share`, `share.local` dicts per step, one per replica in order,
+    each with B / share.total and uB / share.total rows.
   """
   size = images.shape[1]
   aug_l = augment_registry.build(spec.augment, size)
@@ -141,20 +179,30 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   bl, bu = spec.batch_size, spec.batch_size * spec.unlab_ratio
   n_l, n_u = len(labeled_positions), len(stream_positions)
 
+  def part(step, stream, positions, labels, batch, count, views):
+    """One part's (labels, [augmented views]) of batch `step`: all rows, or
+    the share's (`views`: (seed key, fn(images, seed, rows))) pairs)."""
+    idx = stream_indices(_fold(seed, stream), step, batch, count)
+    rows = None
+    if share is not None:
+      first, held, _ = share.rows(batch)
+      idx, rows = idx[first:first + held], (first, batch)
+    x = gather_rows(tf.gather(positions, idx))
+    return tf.gather(labels, idx), [fn(x, _fold(seed, key, step), rows)
+                                    for key, fn in views]
+
   def make(step):
-    il = stream_indices(_fold(seed, _LABELED), step, bl, n_l)
-    iu = stream_indices(_fold(seed, _UNLABELED), step, bu, n_u)
-    xl = gather_rows(tf.gather(lab_pos, il))
-    xu = gather_rows(tf.gather(str_pos, iu))
-    out = {
-        'x_l': aug_l(xl, _fold(seed, _AUG_L, step)),
-        'y_l': tf.gather(lab_y, il),
-        'x_w': _views(aug_w, xu, spec.num_weakaug, _fold(seed, _AUG_W, step)),
-        'x_s': _views(aug_s, xu, spec.num_strongaug,
-                      _fold(seed, _AUG_S, step)),
-        'y_u': tf.gather(str_y, iu),
-    }
-    return out
+    y_l, (x_l,) = part(step, _LABELED, lab_pos, lab_y, bl, n_l, [
+        (_AUG_L, lambda x, s, r: aug_l(x, s, rows=r))])
+    y_u, (x_w, x_s) = part(step, _UNLABELED, str_pos, str_y, bu, n_u, [
+        (_AUG_W, lambda x, s, r: _views(aug_w, x, spec.num_weakaug, s, r)),
+        (_AUG_S, lambda x, s, r: _views(aug_s, x, spec.num_strongaug, s, r))])
+    out = {'x_l': x_l, 'y_l': y_l, 'x_w': x_w, 'x_s': x_s, 'y_u': y_u}
+    if share is None:
+      return out
+    # [local * per, ...] -> [local, per, ...]: one element per replica.
+    return {k: tf.reshape(v, [share.local, v.shape[0] // share.local] +
+                          v.shape.as_list()[1:]) for k, v in out.items()}
 
   skip = sorted(int(i) for i in skip if i >= start_step)
   ds = tf.data.Dataset.range(start_step, start_step + num_steps + len(skip))
@@ -166,18 +214,7 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   # converting it and the augmentations cost seconds per generation.
   ds = ds.map(tf.autograph.experimental.do_not_convert(make),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if share is not None:
+    ds = ds.unbatch()
   return ds.prefetch(tf.data.AUTOTUNE)
 
-
-def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
-  """Shards global batches by element across workers.
-
-  Every worker builds the same global batches; under
-  MultiWorkerMirroredStrategy each takes its contiguous slice of every batch
-  (worker w of W gets rows [w B / W, (w + 1) B / W)), which is exactly how
-  one machine splits a batch among its replicas.
-  """
-  options = tf.data.Options()
-  options.experimental_distribute.auto_shard_policy = (
-      tf.data.experimental.AutoShardPolicy.DATA)
-  return ds.with_options(options)

@@ -99,11 +99,14 @@ class Setup:
         batch_size=cfg.batch_size, unlab_ratio=cfg.unlab_ratio,
         augment=cfg.augment, weakaug=cfg.weakaug, strongaug=cfg.strongaug,
         num_weakaug=cfg.num_weakaug, num_strongaug=cfg.num_strongaug, seed=0)
+    # `workers` W > 1: the share worker 0 of W builds (one replica each).
+    workers = spec.get('workers', 1)
     self.ds = pipeline.train_dataset(
         data.train_images, lab, data.train_labels[lab], stream,
-        data.train_labels[stream], stream_spec, 0, 10**6)
-    self.images_per_step = cfg.batch_size + cfg.unlabeled_batch_size * (
-        cfg.num_weakaug + cfg.num_strongaug)
+        data.train_labels[stream], stream_spec, 0, 10**6,
+        share=pipeline.ReplicaShare(0, 1, workers) if workers > 1 else None)
+    self.images_per_step = (cfg.batch_size + cfg.unlabeled_batch_size * (
+        cfg.num_weakaug + cfg.num_strongaug)) // workers
 
   def built_impl(self) -> str:
     """The implementation the network is built with ('lean' falls back
@@ -247,6 +250,7 @@ def run_case(spec: dict) -> dict:
   except ConfigError as e:
     return dict(out, refused=str(e))
   out.update(replicas=setup.strategy.num_replicas_in_sync,
+             workers=spec.get('workers', 1),
              images_per_step=setup.images_per_step)
   if case == 'pipeline':
     # Throughput over many batches: the prefetch buffer must not hide the

@@ -23,7 +23,10 @@ A B A B, in every precision of `--precisions` (float32 and
 the ratio of images/s in each round and the median (lean float32 / keras
 float32; lean bfloat16 / keras float32; keras bfloat16 / keras float32;
 see scripts/bench_pairs.py), with each build's images/s and peak RSS.
-`pipeline` (input batches/s, all views) and `scaling` (not run by default:
+`pipeline` (input batches/s, all views; with `--workers=1,2,4` also the
+share one worker of W builds under MultiWorkerMirroredStrategy, its rows of
+every global batch: batches/s should grow about W-fold, variant `wW`) and
+`scaling` (not run by default:
 `--steps` then twice as many training steps, pseudo-labelling
 `--eval_images` then twice as many; time ratios should be 2, memory should
 not grow) run once per round. `--no-paired`: every case once per round with
@@ -132,6 +135,9 @@ def main() -> int:
   p.add_argument('--eval_images', type=int, default=4096)
   p.add_argument('--cpu_replicas', default='0',
                  help='comma list; 0 = the default devices')
+  p.add_argument('--workers', default='1',
+                 help='pipeline case: comma list of worker counts W; each '
+                 'measures the input share of one worker of W.')
   p.add_argument('--variants', default='base:')
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--steps', type=int, default=5)
@@ -179,6 +185,14 @@ def _check(args) -> tuple:
   if any(c < 0 for c in replicas):
     raise UsageError(f'--cpu_replicas={args.cpu_replicas!r}: give a comma '
                      'list of counts >= 0 (0: the default devices).')
+  try:
+    workers = [int(w) for w in args.workers.split(',')]
+  except ValueError:
+    workers = [0]
+  if any(w < 1 for w in workers):
+    raise UsageError(f'--workers={args.workers!r}: give a comma list of '
+                     'worker counts >= 1.')
+  args.worker_counts = workers
   variants = [(f'{name} r{c}' if len(replicas) > 1 else name,
                dict(extra, cpu_replicas=c))
               for name, extra in _parse_variants(args.variants)
@@ -209,11 +223,15 @@ def _drive(args) -> int:
                  impl=args.net_impl, precision=e.get('mixed_precision',
                                                      'float32'))
             for r in range(args.repeats) for v, e in variants for c in cases]
+  runs = [dict(run, workers=w,
+               variant=run['variant'] + (f' w{w}' if w > 1 else ''))
+          for run in runs
+          for w in (args.worker_counts if run['case'] == 'pipeline' else [1])]
   results, refused = [], []
   for run in runs:
     extra = dict(run['extra'], mixed_precision=run['precision'])
     res = _run(dict(base, case=run['case'], net_impl=run['impl'],
-                    extra=extra, t_start=time.time()))
+                    extra=extra, t_start=time.time(), workers=run['workers']))
     if res is None:
       continue
     res.update({k: run[k] for k in ('variant', 'impl', 'precision', 'repeat')},

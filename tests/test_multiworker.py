@@ -115,6 +115,9 @@ def test_odd_batch_fails_on_two_replicas(tmp_path):
 
 
 def test_two_local_workers(tmp_path, replica_runs):
+  """Two worker processes with two logical CPU replicas each (4 replicas;
+  each worker builds only its two replicas' rows of every batch) write what
+  one device writes (--bn_sync: the statistics of the global batch)."""
   ports = [_free_port(), _free_port()]
   cluster = {'worker': [f'localhost:{p}' for p in ports]}
   procs = []
@@ -122,12 +125,13 @@ def test_two_local_workers(tmp_path, replica_runs):
     env = dict(os.environ, TF_CONFIG=json.dumps(
         {'cluster': cluster, 'task': {'type': 'worker', 'index': i}}))
     procs.append(subprocess.Popen(
-        _cmd(tmp_path / f'worker{i}'), cwd=ROOT, env=env, text=True,
+        _cmd(tmp_path / f'worker{i}', '--cpu_replicas=2'), cwd=ROOT, env=env,
+        text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  assert 'MultiWorkerMirroredStrategy with 2 replica(s)' in outs[0]
+  assert 'MultiWorkerMirroredStrategy with 4 replica(s)' in outs[0]
   # Only the chief writes; the other worker leaves nothing behind.
   chief_files = _files(tmp_path / 'worker0')
   assert any(f.endswith('generation.json') for f in chief_files)
@@ -138,6 +142,6 @@ def test_two_local_workers(tmp_path, replica_runs):
                         r'sha1 (\w+)', out) for out in outs]
   assert len(digests[0]) == 2 and digests[0] == digests[1]
   assert int(digests[0][1][1]) > int(digests[0][0][1])  # Picks were added.
-  # And the chief wrote what two replicas in one process write.
-  _assert_same_records(replica_runs['two'][1], generation_records(tmp_path / 'worker0'),
-                       rel=1e-3)
+  # And the chief wrote what one device in one process writes.
+  _assert_same_records(replica_runs['one'][1],
+                       generation_records(tmp_path / 'worker0'), rel=1e-3)
