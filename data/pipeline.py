@@ -215,6 +215,11 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
   ds = ds.map(tf.autograph.experimental.do_not_convert(make),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if share is not None:
-    ds = ds.unbatch()
+    # One element per replica. Not `unbatch()`: on a component with no
+    # elements (MixMatch's x_s, [local, per, 0, H, W, C]) it crashes the
+    # process (segmentation fault, TF 2.21).
+    local = share.local
+    ds = ds.flat_map(lambda batch: tf.data.Dataset.range(local).map(
+        lambda j: {k: tf.gather(v, j) for k, v in batch.items()}))
   return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -1,6 +1,8 @@
 """Per-worker input: a dataset that builds only some replicas' rows of every
 global batch gives each replica exactly its slice of the global batch, byte
 for byte (the multi-worker run itself: tests/test_multiworker.py)."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -59,6 +61,17 @@ def test_a_share_yields_its_replicas_slices_of_the_global_batch(
   # Not vacuous: the two strong views and the steps differ.
   assert np.abs(whole[0]['x_s'][:, 0] - whole[0]['x_s'][:, 1]).max() > 0.5
   assert np.abs(whole[0]['x_w'] - whole[1]['x_w']).max() > 0.5
+
+
+def test_a_share_without_strong_views(data):
+  """MixMatch's stream: no strong views (an empty x_s per replica)."""
+  spec = dataclasses.replace(SPEC, num_strongaug=0, num_weakaug=2)
+  whole = _batches(data, spec=spec)
+  got = _batches(data, pipeline.ReplicaShare(1, 1, 2), spec=spec)
+  assert got[0]['x_s'].shape == (8, 0, 32, 32, 3)
+  for batch, part in zip(whole, got):
+    for key, value in batch.items():
+      np.testing.assert_array_equal(part[key], value[len(value) // 2:])
 
 
 def test_augmenting_a_slice_alone_would_not_match(data, whole):
