@@ -230,6 +230,8 @@ def test_driver_unpaired_variants(monkeypatch, capsys):
     ('--cases=fixmatch,nope', '--cases: unknown'),
     ('--variants=x:jit_compile', 'is not flag=value'),
     ('--cpu_replicas=two', '--cpu_replicas='),
+    ('--workers=0', '--workers='),
+    ('--workers=two', '--workers='),
 ])
 def test_bad_input_exits_2(flag, message):
   proc = subprocess.run([sys.executable, str(ROOT / 'scripts/benchmark.py'),
