@@ -83,17 +83,17 @@ def build(spec: str, image_size: int, *,
     raise AugmentError(f'Augmentation image size must be an integer >= '
                       f'{MIN_IMAGE_SIZE}, got {image_size!r}; pass the '
                       'side of the (square) input images, e.g. 32.')
-  del stages  # Parsed to validate; `_built` parses again once per spec.
-  return _built(spec, int(image_size), bool(emulate_wrap_rounding),
-                bool(emulate_blur_noop))
+  return _built(spec, tuple(stages), int(image_size),
+                bool(emulate_wrap_rounding), bool(emulate_blur_noop))
 
 
 @functools.lru_cache(maxsize=64)
-def _built(spec: str, image_size: int, emulate_wrap_rounding: bool,
+def _built(spec: str, stages: tuple, image_size: int,
+           emulate_wrap_rounding: bool,
            emulate_blur_noop: bool) -> pipeline.Augmenter:
   """One Augmenter per distinct build: its traced graphs are reused by every
   pipeline that uses it (each generation's, each evaluator's) instead of
   being traced again (seconds per RandAugment spec)."""
-  return pipeline.Augmenter(spec, ops_spec.parse_stages(spec), image_size,
+  return pipeline.Augmenter(spec, stages, image_size,
                             emulate_wrap_rounding=emulate_wrap_rounding,
                             emulate_blur_noop=emulate_blur_noop)

@@ -57,12 +57,12 @@ class ReplicaShare:
                        f'are not within the {self.total} replicas in sync.')
 
   def rows(self, batch: int) -> tuple:
-    """(first row, rows held, rows per replica) of a global batch."""
+    """(first row, rows held) of a global batch of `batch` rows."""
     if batch % self.total:
       raise ValueError(f'a global batch of {batch} does not split evenly '
                        f'over {self.total} replicas.')
     per = batch // self.total
-    return self.first * per, self.local * per, per
+    return self.first * per, self.local * per
 
 
 def _fold(seed: tf.Tensor, *values) -> tf.Tensor:
@@ -185,7 +185,7 @@ def train_dataset(images: np.ndarray, labeled_positions: np.ndarray,
     idx = stream_indices(_fold(seed, stream), step, batch, count)
     rows = None
     if share is not None:
-      first, held, _ = share.rows(batch)
+      first, held = share.rows(batch)
       idx, rows = idx[first:first + held], (first, batch)
     x = gather_rows(tf.gather(positions, idx))
     return tf.gather(labels, idx), [fn(x, _fold(seed, key, step), rows)
