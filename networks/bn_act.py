@@ -19,9 +19,12 @@ replicas (no fused kernel can all-reduce) the statistics come from
 `moments` over all replicas and
   inv = gamma / sqrt(var + eps);  y = x * inv + (beta - mean * inv)
 as Keras' `moments` and `tf.nn.batch_normalization` compute them, in float32.
-Then a = act(y). Normalisation, activation, statistics and the batch-norm
-gradient are float32 whatever the feature dtype (low-precision maps are
-cast up first, and the activation cast down after).
+Then a = act(y). Mixed precision: the fused kernels take bfloat16 / float16
+maps as they are, as Keras 2's fused layer passed them (statistics, scale
+and arithmetic in float32 inside, the normalised map and the input gradient
+rounded to the map's dtype; the activation runs in that dtype), which on an
+AVX-512 CPU halves batch norm's cost against casting every map to float32
+and back; the formula path computes in float32.
 
 Backward, with xhat = (x - mean) / sqrt(var + eps), dy = da * act'(y)
 (act'(y) read from the sign of a, which is that of y) and n the number of
@@ -53,6 +56,14 @@ def fused_applies(synchronized: bool) -> bool:
   return not (synchronized and _replicas() > 1)
 
 
+# Map dtypes the fused kernels take as they are; others are cast to float32.
+_FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+
+
+def _fused_input(x: tf.Tensor) -> tf.Tensor:
+  return x if x.dtype in _FUSED_DTYPES else tf.cast(x, tf.float32)
+
+
 def _count(x: tf.Tensor) -> tf.Tensor:
   """Positions per channel, float32 (all replicas' under `strategy.run`:
   equal per-replica batches assumed, as MirroredStrategy gives)."""
@@ -80,7 +91,9 @@ def batch_norm_train(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *,
     synchronized: statistics over all replicas (inside `strategy.run`).
 
   Returns:
-    (y float32 [B, H, W, C], mean, var, var_unbiased float32 [C]);
+    (y [B, H, W, C], mean, var, var_unbiased float32 [C]); y is in x's
+    dtype from the fused kernel for float32 / bfloat16 / float16 maps,
+    float32 otherwise;
     `var` is the biased variance y was normalised with, `var_unbiased`
     = var * n / (n - 1), what the moving variance moves towards.
     Differentiable (the fused kernel's gradient, or autodiff through the
@@ -88,7 +101,7 @@ def batch_norm_train(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, *,
   """
   if fused_applies(synchronized):
     y, mean, var_unbiased = tf.raw_ops.FusedBatchNormV3(
-        x=tf.cast(x, tf.float32), scale=gamma, offset=beta,
+        x=_fused_input(x), scale=gamma, offset=beta,
         mean=tf.constant([], tf.float32),
         variance=tf.constant([], tf.float32), epsilon=float(epsilon),
         exponential_avg_factor=1.0, data_format='NHWC',
@@ -116,12 +129,13 @@ def renormalize(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
   synchronised statistics `mean`, `var`.
 
   Returns:
-    (y float32 [B, H, W, C], saved): `saved` is the fused kernel's reserve
+    (y [B, H, W, C], dtype as `batch_norm_train`'s, saved): `saved` is the
+    fused kernel's reserve
     spaces for `normalize_act_grad`, or None.
   """
   if fused:
     y, _, _, *saved = tf.raw_ops.FusedBatchNormV3(
-        x=tf.cast(x, tf.float32), scale=gamma, offset=beta,
+        x=_fused_input(x), scale=gamma, offset=beta,
         mean=tf.constant([], tf.float32),
         variance=tf.constant([], tf.float32), epsilon=float(epsilon),
         exponential_avg_factor=1.0, data_format='NHWC', is_training=True)
@@ -142,12 +156,12 @@ def batch_norm_infer(x: tf.Tensor, mean: tf.Tensor, var: tf.Tensor,
       else the formula.
 
   Returns:
-    y float32 [B, H, W, C]. Not differentiable w.r.t. mean and var when
-    fused.
+    y [B, H, W, C] (fused: in x's dtype as `batch_norm_train`'s; the
+    formula: float32). Not differentiable w.r.t. mean and var when fused.
   """
   if fused:
     return tf.raw_ops.FusedBatchNormV3(
-        x=tf.cast(x, tf.float32), scale=gamma, offset=beta, mean=mean,
+        x=_fused_input(x), scale=gamma, offset=beta, mean=mean,
         variance=var, epsilon=float(epsilon), data_format='NHWC',
         is_training=False)[0]
   return _formula(x, mean, var, gamma, beta, epsilon)
@@ -226,14 +240,15 @@ def normalize_act_grad(x: tf.Tensor, a: tf.Tensor, grad_a: tf.Tensor,
     dy = tf.raw_ops.LeakyReluGrad(gradients=grad_a, features=a, alpha=slope)
   else:
     dy = tf.raw_ops.ReluGrad(gradients=grad_a, features=a)
-  dy = tf.cast(dy, tf.float32)
   if saved is not None:
+    x_in = _fused_input(x)
     grad_x, grad_gamma, grad_beta = tf.raw_ops.FusedBatchNormGradV3(
-        y_backprop=dy, x=tf.cast(x, tf.float32), scale=gamma,
+        y_backprop=tf.cast(dy, x_in.dtype), x=x_in, scale=gamma,
         reserve_space_1=saved[0], reserve_space_2=saved[1],
         reserve_space_3=saved[2], epsilon=float(epsilon),
         data_format='NHWC', is_training=True)[:3]
     return tf.cast(grad_x, x.dtype), grad_gamma, grad_beta
+  dy = tf.cast(dy, tf.float32)
   centred = tf.cast(x, tf.float32) - mean
   rstd = tf.math.rsqrt(var + epsilon)
   grad_beta = tf.reduce_sum(dy, _AXES)
