@@ -130,13 +130,16 @@ def tf_info() -> dict:
           'gpu_reason': gpu_reason(built, len(gpus), smi, smi_output)}
 
 
-def matmul_peak(n: int = 2048, dtype: str = 'float32',
-                repeats: int = 5) -> dict:
+def matmul_peak(n: int = 2048, dtype: str = 'float32', repeats: int = 5,
+                min_seconds: float = 1.0, max_calls: int = 200) -> dict:
   """GFLOP/s of tf.linalg.matmul of two n x n matrices (2 n^3 FLOPs) on the
-  default device, after one warm-up call.
+  default device, after one warm-up call: at least `repeats` timed calls
+  and at least `min_seconds` of them (at most `max_calls`), so that a
+  moment of contention on a shared machine does not set the peak.
 
   Returns:
-    {'n', 'dtype', 'repeats', 'best_gflops' (the peak), 'median_gflops'}.
+    {'n', 'dtype', 'repeats' (timed calls), 'best_gflops' (the peak),
+     'median_gflops'}.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   a = tf.random.stateless_normal([n, n], [1, 2], dtype=tf.float32)
@@ -149,18 +152,46 @@ def matmul_peak(n: int = 2048, dtype: str = 'float32',
     return tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b)[0, :8], tf.float32))
 
   product().numpy()
-  rates = []
-  for _ in range(max(1, repeats)):
+  rates, spent = [], 0.0
+  while len(rates) < max(1, repeats) or (spent < min_seconds and
+                                         len(rates) < max_calls):
     t = time.perf_counter()
     product().numpy()
-    rates.append(2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    elapsed = time.perf_counter() - t
+    spent += elapsed
+    rates.append(2 * n ** 3 / elapsed / 1e9)
   rates.sort()
   return {'n': n, 'dtype': dtype, 'repeats': len(rates),
           'best_gflops': rates[-1], 'median_gflops': rates[len(rates) // 2]}
 
 
+def combine_peaks(*measurements: dict) -> dict:
+  """{dtype: peak} from several `machine`-style 'peaks' dicts (e.g. taken
+  before and after a benchmark): per dtype the best, with every
+  measurement's best under 'measurements' (in order)."""
+  out = {}
+  for peaks in measurements:
+    for dtype, p in (peaks or {}).items():
+      best = out.get(dtype)
+      seen = (best or {}).get('measurements', []) + [p['best_gflops']]
+      if best is None or p['best_gflops'] > best['best_gflops']:
+        best = dict(p)
+      out[dtype] = dict(best, measurements=seen)
+  return out
+
+
 def _yes(flag: bool) -> str:
   return 'yes' if flag else 'no'
+
+
+def _peak_text(p: dict) -> str:
+  text = (f"{p['dtype']} {p['best_gflops']:.0f} GFLOP/s ({p['n']}x{p['n']}, "
+          f"{p['repeats']} runs")
+  seen = p.get('measurements', [])
+  if len(seen) > 1:
+    text += ('; best of the measurements at the start and the end: ' +
+             ', '.join(f'{v:.0f}' for v in seen))
+  return text + ')'
 
 
 def format_machine(info: dict) -> str:
@@ -179,9 +210,7 @@ def format_machine(info: dict) -> str:
   peaks = info.get('peaks') or {}
   if peaks:
     lines.append('Measured matmul peak (tf.linalg.matmul, best of runs): ' +
-                 '; '.join(f"{p['dtype']} {p['best_gflops']:.0f} GFLOP/s "
-                           f"({p['n']}x{p['n']}, {p['repeats']} runs)"
-                           for p in peaks.values()))
+                 '; '.join(_peak_text(p) for p in peaks.values()))
   return '\n'.join(lines)
 
 
