@@ -37,7 +37,8 @@ Two implementations of the same function and variables (`impl`):
     whose backward pass keeps two maps per block instead of six (same
     numbers), and only the block's input in the first group
     (RECOMPUTE_GROUPS), whose full-resolution maps are the largest: this
-    recomputes one convolution per block there.
+    recomputes one convolution per block there (float32 only: with
+    mixed precision every block stores its two maps).
   'keras': plain Keras layers (`bn_act.FusedBatchNorm`, activation layers,
     `ZeroPadding2D` + 'valid' `Conv2D` for strided 3x3 convolutions, 'same'
     for stride 1, which is identical, `Add`), names `g{group}b{block}_bn1`,
@@ -72,9 +73,18 @@ STEM_FILTERS = 16
 STEMS = {256: (7, 2, True), 128: (5, 1, True)}
 DEFAULT_STEM = (3, 1, False)
 # Groups (0-based) whose blocks recompute their middle map in the backward
-# pass instead of storing it: the first group's maps are 2x / 4x the
-# others' size for the same arithmetic, so there the trade pays most.
+# pass instead of storing it, in float32: the first group's maps are 2x / 4x
+# the others' size for the same arithmetic, so there the trade pays most.
+# With 16-bit maps (mixed precision) no block recomputes: storing costs half
+# as much there (bare WRN-28-2 step on 960 images, bfloat16, AVX-512 EPYC:
+# peak RSS 1.80 vs 1.51 GB) and the step is about 10% faster.
 RECOMPUTE_GROUPS = (0,)
+
+
+def recompute_groups(compute_dtype: str) -> tuple:
+  """The groups that recompute in this compute dtype (RECOMPUTE_GROUPS for
+  float32, none for 16-bit maps)."""
+  return RECOMPUTE_GROUPS if str(compute_dtype) == 'float32' else ()
 
 
 def check_width(arch: str, width) -> int:
@@ -179,6 +189,9 @@ def build_wrn(arch: str, *, num_classes: int,
   shape = tuple(int(v) for v in input_shape)
   inputs = keras.Input(shape=shape, name='images')
   x = _stem(inputs, shape[0])
+  # The compute dtype the layers get (the global mixed-precision policy).
+  recompute = recompute_groups(keras.mixed_precision.global_policy()
+                               .compute_dtype)
   for group, blocks in enumerate(groups):
     filters = (16 << group) * k
     for b in range(blocks):
@@ -188,7 +201,7 @@ def build_wrn(arch: str, *, num_classes: int,
         x = preact_block.PreActBlock(
             filters, stride=stride, activate_before_residual=b == 0,
             activation=activation, synchronized=bn_sync,
-            recompute=group in RECOMPUTE_GROUPS, name=block_name)(x)
+            recompute=group in recompute, name=block_name)(x)
       else:
         x = _keras_block(x, filters, stride=stride, first=b == 0,
                          activation=activation, bn_sync=bn_sync,

@@ -595,3 +595,20 @@ def test_wrn_mixed_precision_and_mlp_head(policy, impl):
         if v.name.startswith(('gamma', 'beta'))]
   assert len(bn) == 2 * (12 * 2 + 1 + 1) and not decay & {id(v) for v in bn}
   assert len(decay) + len(bn) == len(m.trainable_variables)
+
+
+@pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
+def test_wrn_blocks_store_their_maps_under_mixed_precision(policy):
+  """16-bit maps cost half the memory: no block recomputes there."""
+  from networks import wrn as wrn_lib  # pylint: disable=g-import-not-at-top
+  assert wrn_lib.recompute_groups('float32') == wrn_lib.RECOMPUTE_GROUPS
+  assert wrn_lib.recompute_groups(policy.split('_')[1]) == ()
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = registry.build('WRN28', width=1, num_classes=10,
+                           input_shape=(32, 32, 3))
+  finally:
+    keras.mixed_precision.set_global_policy('float32')
+  blocks = list(_blocks(model))
+  assert len(blocks) == 12 and not any(b.recompute for b in blocks)
+  assert all(b.compute_dtype == policy.split('_')[1] for b in blocks)
